@@ -1,0 +1,1 @@
+"""Entry-point plugin placeholder for art (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Entry-point plugin placeholder for ray (filled in by its issue)."""
