@@ -1,0 +1,1 @@
+"""Entry-point plugin placeholder for the attacks (filled in by its issue)."""
