@@ -1,0 +1,145 @@
+"""The plugin system: built-ins registered like external plugins, entry points, autoload switch, hook checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rs_plugin.plugins import AUTOLOAD_ENV, BUILTIN_PLUGINS, describe_plugins, get_plugin_manager
+
+THIRD_PARTY_PLUGIN = '''
+"""A third-party noise and backend, shipped in its own distribution."""
+import numpy as np
+from rs_plugin import Noise, hookimpl
+from rs_plugin.backends import CallableBackend
+
+USED = []
+
+
+class Triangular(Noise):
+    """Triangular noise; its radius formula is a placeholder that marks certificates as ours."""
+
+    name = "triangular"
+    norm = "l1"
+
+    def sample(self, rng, out):
+        USED.append(out.size)
+        out[...] = rng.triangular(-1, 0, 1, size=out.shape) * self.sigma * np.sqrt(6)
+
+    def sample_torch(self, out, generator):
+        raise NotImplementedError
+
+    def radius(self, p_lower):
+        return 1234.5
+
+    def p_needed(self, radius):
+        return 1.0
+
+
+class Constant:
+    """A 'model' of a third-party framework: always answers its class."""
+
+    def __init__(self, label):
+        self.label = label
+
+
+@hookimpl
+def rs_plugin_add_noises():
+    return {"triangular": Triangular}
+
+
+@hookimpl
+def rs_plugin_make_backend(model, num_classes, device):
+    if isinstance(model, Constant):
+        return CallableBackend(lambda batch: np.full(len(batch), model.label), num_classes)
+    return None
+'''
+
+USE_IT = '''
+import numpy as np
+from rs_plugin import SmoothedClassifier
+import thirdparty_rs
+g = SmoothedClassifier(thirdparty_rs.Constant(2), 3, 0.5, noise="triangular", seed=0)
+cert = g.certify(np.zeros(4), 10, 100, 0.01)
+print(cert.prediction, cert.radius, sum(thirdparty_rs.USED))
+'''
+
+
+def install_distribution(name: str, module: str, source: str, target: Path) -> Path:
+    """Build and install (into ``target``) a distribution whose ``rs_plugin`` entry point is ``module``."""
+    folder = target.parent / f"{name}-src"
+    folder.mkdir()
+    (folder / f"{module}.py").write_text(source)
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "{name}"
+            version = "1.0"
+            [tool.setuptools]
+            py-modules = ["{module}"]
+            [project.entry-points.rs_plugin]
+            triangular = "{module}"
+        """)
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), str(folder)],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install_distribution("thirdparty-rs", "thirdparty_rs", THIRD_PARTY_PLUGIN,
+                                tmp_path_factory.mktemp("site") / "lib")
+
+
+def run_python(code: str, site: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "PYTHONPATH": str(site)}
+    environ.pop(AUTOLOAD_ENV, None)
+    return subprocess.run([sys.executable, "-c", code], env=environ | env, capture_output=True, text=True)
+
+
+def test_installed_third_party_plugin_is_found_and_used(third_party: Path) -> None:
+    done = run_python(USE_IT, third_party)
+    assert done.returncode == 0, done.stderr
+    prediction, radius, sampled = done.stdout.split()
+    assert (prediction, radius, sampled) == ("2", "1234.5", "440")  # its backend, its noise: (n0 + n) x 4 coordinates
+
+
+def test_plugins_command_data_lists_the_third_party_distribution(third_party: Path) -> None:
+    done = run_python("from rs_plugin.plugins import describe_plugins; print(describe_plugins())", third_party)
+    assert "('triangular', 'thirdparty-rs 1.0', ['rs_plugin_add_noises', 'rs_plugin_make_backend'])" in done.stdout
+
+
+def test_environment_variable_turns_entry_point_autoload_off(third_party: Path) -> None:
+    done = run_python(USE_IT, third_party, **{AUTOLOAD_ENV: "1"})
+    assert done.returncode != 0
+    assert "unknown noise 'triangular'; known noises: gaussian, laplace, uniform" in done.stderr
+
+
+def test_builtin_plugins_are_registered_like_external_ones() -> None:
+    pm = get_plugin_manager()
+    for name in BUILTIN_PLUGINS:
+        assert pm.has_plugin(name)
+    described = {name: hooks for name, _, hooks in describe_plugins()}
+    assert described["rs_plugin.noises"] == ["rs_plugin_add_noises"]
+    assert described["rs_plugin.backends"] == ["rs_plugin_make_backend"]
+    assert "rs_plugin_make_backend" in described["torch"]
+
+
+def test_misspelt_hook_in_an_installed_plugin_is_caught(tmp_path: Path) -> None:
+    typo = "from rs_plugin import hookimpl\n\n@hookimpl\ndef rs_plugin_add_noise():\n    return {}\n"
+    site = install_distribution("typo-rs", "typo_rs", typo, tmp_path / "lib")
+    done = run_python("import rs_plugin; rs_plugin.get_plugin_manager()", site)
+    assert done.returncode != 0
+    assert "PluginValidationError" in done.stderr and "rs_plugin_add_noise" in done.stderr

@@ -1,0 +1,98 @@
+"""The torch backend: same statistics as the numpy one, noise on the raw input, bounded memory, eval mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+from rs_plugin import SmoothedClassifier  # noqa: E402
+from rs_plugin.adapters.models import Normalize  # noqa: E402
+from rs_plugin.adapters.torch import TorchBackend  # noqa: E402
+
+
+def linear_net(w: list[float], b: float, normalize: tuple[float, float] | None = None) -> nn.Module:
+    """Logits (-(w.x + b), w.x + b) of a halfspace on 1 x len(w) inputs, optionally behind a Normalize layer."""
+    layer = nn.Linear(len(w), 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[-v for v in w], w]))
+        layer.bias.copy_(torch.tensor([-b, b]))
+    layers = [nn.Flatten(), layer]
+    if normalize is not None:
+        layers.insert(0, Normalize([normalize[0]], [normalize[1]]))
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "laplace", "uniform"])
+def test_torch_backend_certifies_the_analytic_radius(noise: str) -> None:
+    net = linear_net([1.0, 0.0, 0.0, 0.0], -0.2)
+    g = SmoothedClassifier(net, 2, 0.5, noise=noise, seed=0)
+    assert isinstance(g.backend, TorchBackend)
+    x = torch.tensor([[0.6, 0.3, -0.1, 0.9]])  # distance 0.4 to the boundary x_1 = 0.2 in l1 and l2
+    cert = g.certify(x, 100, 100_000, 0.001)
+    assert cert.prediction == 1 and 0.38 < cert.radius <= 0.4
+
+
+def test_noise_is_added_before_the_normalisation_layer() -> None:
+    """Behind Normalize(mean 0.5, std 0.25) the boundary x_1 = 0.7 is still certified in raw-input units."""
+    net = linear_net([1.0, 0.0], 0.0, normalize=(0.5, 0.25))  # positive iff (x_1 - 0.5) / 0.25 > 0.8
+    with torch.no_grad():
+        net[2].bias.copy_(torch.tensor([0.8, -0.8]))
+    cert = SmoothedClassifier(net, 2, 0.25, seed=0).certify(np.array([[0.9, 0.1]], np.float32), 100, 100_000, 0.001)
+    assert cert.prediction == 1 and 0.19 < cert.radius <= 0.2
+
+
+class Recorder(nn.Module):
+    """Records batch sizes and the training flag it sees; votes for class 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(0.5)
+        self.sizes: list[int] = []
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(x))
+        self.modes.append(self.training)
+        return torch.stack([torch.ones(len(x)), torch.zeros(len(x))], dim=1)
+
+
+def test_batches_are_bounded_and_the_model_mode_is_restored() -> None:
+    net = Recorder().train()
+    cert = SmoothedClassifier(net, 2, 0.5, batch_size=300, seed=0).certify(torch.zeros(3, 5), 100, 1000, 0.01)
+    assert net.sizes == [100, 300, 300, 300, 100] and cert.num_samples == 1100
+    assert not any(net.modes) and net.training
+
+
+def test_same_seed_same_certificate_and_equal_to_numpy_statistics() -> None:
+    net = linear_net([1.0, 1.0], 0.0)
+    x = torch.tensor([[0.2, 0.1]])
+    first = SmoothedClassifier(net, 2, 0.5, seed=3).certify(x, 100, 20_000, 0.001)
+    assert first == SmoothedClassifier(net, 2, 0.5, seed=3).certify(x, 100, 20_000, 0.001)
+    # 20,000 votes for p_A = Phi(0.3 / sqrt(2) / 0.5): the count is within 5 standard deviations.
+    from scipy.stats import norm
+
+    p = norm.cdf(0.3 / np.sqrt(2) / 0.5)
+    assert abs(first.count - 20_000 * p) < 5 * np.sqrt(20_000 * p * (1 - p))
+
+
+def test_bad_model_outputs_and_shapes_are_reported() -> None:
+    net = linear_net([1.0, 0.0], 0.0)
+    with pytest.raises(ValueError, match=r"shape \(10, 2\) for a batch of 10; expected \(10, num_classes=3\)"):
+        SmoothedClassifier(net, 3, 0.5, batch_size=10).predict(torch.zeros(1, 2), 10, 0.01)
+    with pytest.raises(ValueError, match=r"x: the base classifier failed on a noisy batch of shape \(10, 1, 3\)"):
+        SmoothedClassifier(net, 2, 0.5, batch_size=10).predict(torch.zeros(1, 3), 10, 0.01)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        SmoothedClassifier(net, 2, 0.5).certify(torch.tensor([[0.0, float("nan")]]), 10, 10, 0.01)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_gets_noise_and_inputs_on_its_device() -> None:
+    net = linear_net([1.0, 0.0], 0.0).cuda()
+    g = SmoothedClassifier(net, 2, 0.5, seed=0)
+    assert g.backend.device.type == "cuda"
+    assert g.certify(np.array([[0.4, 0.0]], np.float32), 100, 10_000, 0.001).prediction == 1
+    cpu = SmoothedClassifier(linear_net([1.0, 0.0], 0.0), 2, 0.5, seed=0, device="cuda")
+    assert cpu.backend.device.type == "cuda"
