@@ -1,0 +1,462 @@
+"""ART support: :class:`SmoothedEstimator`, the smoothed classifier of any ART classifier as an ART estimator,
+and the backend through which :class:`rs_plugin.SmoothedClassifier` evaluates ART classifiers.
+
+Noise is always added to the raw input, before the classifier's own preprocessing (ART's ``preprocessing``
+mean/std and its preprocessing defences): in ``predict``, the gradients, ``certify`` and ``fit`` alike.
+A ``PyTorchClassifier`` whose preprocessing runs in torch is evaluated (and differentiated) in torch on its
+device; any other ART classifier through its own ``predict`` and ``class_gradient``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from art.estimators.classification import PyTorchClassifier
+from art.estimators.classification.classifier import ClassGradientsMixin, ClassifierMixin
+from art.estimators.classification.scikitlearn import ScikitlearnLogisticRegression
+from art.estimators.estimator import BaseEstimator, LossGradientsMixin, NeuralNetworkMixin
+from torch import nn
+
+from rs_plugin.backends import Backend, CallableBackend, check_scores
+from rs_plugin.core import SmoothedClassifier
+from rs_plugin.noises import Noise
+
+from .torch import TorchBackend, module_device
+
+_TINY = 1e-20  # floor of an averaged probability before its logarithm or a division by it
+_SOFTMAX_STREAM = 0x50F7  # separates the gradients' noise from the core's streams for the same seed
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def _check_classifier(classifier: Any) -> None:
+    if not (isinstance(classifier, ClassifierMixin) and isinstance(classifier, BaseEstimator)):
+        raise TypeError(
+            f"classifier must be an ART classifier (e.g. art.estimators.classification.PyTorchClassifier or "
+            f"SklearnClassifier), got {type(classifier).__module__}.{type(classifier).__qualname__}"
+        )
+    if classifier.input_shape is None:
+        raise ValueError("classifier: its input_shape is unknown (a scikit-learn model must be fitted first)")
+
+
+class ArtTorchModel(nn.Module):
+    """What a ``PyTorchClassifier`` computes at predict time, as one ``nn.Module``: its torch preprocessing
+    (preprocessing defences, then ``preprocessing`` mean/std), then its model. Noise added to this module's
+    input is added before ART's preprocessing, and gradients flow through it."""
+
+    def __init__(self, classifier: PyTorchClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.model = classifier.model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for operation in self.classifier.preprocessing_operations:
+            if operation.apply_predict:
+                x, _ = operation.forward(x)
+        return self.model(x)
+
+
+def torch_model(classifier: Any) -> ArtTorchModel | None:
+    """The :class:`ArtTorchModel` of a ``PyTorchClassifier``, or ``None`` for any other classifier and for one
+    whose preprocessing does not run in torch or that has postprocessing defences (those go through ``predict``)."""
+    if (
+        not isinstance(classifier, PyTorchClassifier)
+        or not classifier.all_framework_preprocessing
+        or classifier.postprocessing_defences
+    ):
+        return None
+    return ArtTorchModel(classifier)
+
+
+class _CheckedShape:
+    """A backend that first checks each input against the ART classifier's ``input_shape``."""
+
+    def __init__(self, backend: Backend, input_shape: tuple[int, ...]) -> None:
+        self.backend = backend
+        self.input_shape = tuple(input_shape)
+
+    def prepare(self, x: Any) -> Any:
+        if tuple(np.shape(x)) != self.input_shape:
+            raise ValueError(
+                f"x must be one input of the ART classifier's input_shape {self.input_shape} (no batch "
+                f"dimension), got shape {tuple(np.shape(x))}"
+            )
+        return self.backend.prepare(x)
+
+    def generator(self, seed: int) -> Any:
+        return self.backend.generator(seed)
+
+    def counts(self, x: Any, num: int, noise: Noise, generator: Any, batch_size: int) -> np.ndarray:
+        return self.backend.counts(x, num, noise, generator, batch_size)
+
+
+def art_backend(classifier: Any, num_classes: int, device: Any = None) -> Backend:
+    """The backend for an ART classifier: :class:`~rs_plugin.adapters.torch.TorchBackend` on its
+    :func:`torch_model` when it has one, else its ``predict`` on numpy batches. Noise comes before its preprocessing.
+
+    Raises ``ValueError`` when ``num_classes`` differs from its ``nb_classes`` or ``device`` from its device.
+    """
+    _check_classifier(classifier)
+    if num_classes != classifier.nb_classes:
+        raise ValueError(
+            f"num_classes={num_classes} differs from the ART classifier's nb_classes={classifier.nb_classes}"
+        )
+    model = torch_model(classifier)
+    if model is None:
+        if device is not None:
+            raise ValueError(f"device={device!r}: this ART classifier runs where it is; pass device=None")
+        backend: Backend = CallableBackend(classifier.predict, num_classes)
+    else:
+        where = module_device(model)
+        if device is not None and not _same_device(torch.device(device), where):
+            raise ValueError(f"device={device!r}: the PyTorchClassifier runs on {where}; create it there instead")
+        backend = TorchBackend(model, num_classes)
+    return _CheckedShape(backend, classifier.input_shape)
+
+
+def _same_device(wanted: torch.device, actual: torch.device) -> bool:
+    return wanted.type == actual.type and wanted.index in (None, actual.index)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _add_rows(total: np.ndarray, owner: np.ndarray, values: np.ndarray) -> None:
+    """``total[owner[i]] += values[i]`` for sorted ``owner`` (noisy copies of one input are consecutive rows)."""
+    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    total[owner[first]] += np.add.reduceat(values, first, axis=0)
+
+
+class _TorchSoftmax:
+    """Votes and noise-averaged softmax of a torch model, and the softmax's input gradients, computed on the
+    model's device with at most ``batch_size`` noisy copies (and their autograd graph) in memory at a time."""
+
+    def __init__(self, model: nn.Module, num_classes: int, noise: Noise, probabilities: bool) -> None:
+        self.model, self.num_classes, self.noise, self.probabilities = model, num_classes, noise, probabilities
+
+    def average(
+        self, x: np.ndarray, num: int, seed: int, batch_size: int, labels: np.ndarray | None, gradient: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        device, k = module_device(self.model), self.num_classes
+        inputs = torch.as_tensor(x, device=device)
+        probs = torch.zeros(len(x), k, device=device)
+        votes = torch.zeros(len(x), k, device=device)
+        grads = None
+        if gradient:
+            grads = torch.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:]), device=device)
+        targets = None if labels is None else torch.as_tensor(labels, device=device)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(x) * num, batch_size):
+                owner = torch.arange(start, min(len(x) * num, start + batch_size), device=device) // num
+                batch = torch.empty((len(owner), *x.shape[1:]), device=device)
+                self.noise.sample_torch(batch, generator)
+                batch += inputs[owner]
+                with torch.set_grad_enabled(gradient):
+                    batch.requires_grad_(gradient)
+                    scores = self.model(batch)
+                    check_scores(tuple(scores.shape), len(owner), k)
+                    p = scores if self.probabilities else scores.softmax(1)
+                    probs.index_add_(0, owner, p.detach())
+                    votes.index_add_(0, owner, nn.functional.one_hot(scores.detach().argmax(1), k).float())
+                    if gradient and targets is not None:
+                        (grad,) = torch.autograd.grad(p.gather(1, targets[owner, None]).sum(), batch)
+                        grads.index_add_(0, owner, grad)
+                    elif gradient:
+                        for c in range(k):
+                            (grad,) = torch.autograd.grad(p[:, c].sum(), batch, retain_graph=c < k - 1)
+                            grads[:, c].index_add_(0, owner, grad)
+        finally:
+            self.model.train(training)
+        grads = None if grads is None else (grads / num).cpu().numpy()
+        return (probs / num).cpu().numpy(), (votes / num).cpu().numpy(), grads
+
+
+class _ArtSoftmax:
+    """Votes and noise-averaged softmax of any ART classifier, and the softmax's input gradients composed from
+    the classifier's own ``class_gradient`` on the noisy copies (``batch_size`` of them at a time)."""
+
+    def __init__(
+        self, classifier: Any, num_classes: int, noise: Noise, probabilities: bool, gradient_of_logits: bool
+    ) -> None:
+        self.classifier, self.num_classes, self.noise = classifier, num_classes, noise
+        self.probabilities, self.gradient_of_logits = probabilities, gradient_of_logits
+
+    def average(
+        self, x: np.ndarray, num: int, seed: int, batch_size: int, labels: np.ndarray | None, gradient: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        rng, k = np.random.default_rng(seed), self.num_classes
+        probs, votes = np.zeros((len(x), k)), np.zeros((len(x), k))
+        grads = np.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:])) if gradient else None
+        for start in range(0, len(x) * num, batch_size):
+            owner = np.arange(start, min(len(x) * num, start + batch_size)) // num
+            batch = np.empty((len(owner), *x.shape[1:]), dtype=np.float32)
+            self.noise.sample(rng, batch)
+            batch += x[owner]
+            scores = np.asarray(self.classifier.predict(batch), dtype=np.float64)
+            check_scores(scores.shape, len(owner), k)
+            p = scores if self.probabilities else _softmax(scores)
+            _add_rows(probs, owner, p)
+            np.add.at(votes, (owner, scores.argmax(axis=1)), 1)
+            if gradient:
+                _add_rows(grads, owner, self._gradient(batch, p, None if labels is None else labels[owner]))
+        grads = None if grads is None else (grads / num).astype(np.float32)
+        return (probs / num).astype(np.float32), (votes / num).astype(np.float32), grads
+
+    def _gradient(self, batch: np.ndarray, p: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+        """Gradients of the probabilities ``p`` (of ``labels``, or of every class) at the rows of ``batch``."""
+        if not self.gradient_of_logits:
+            if labels is None:
+                return np.asarray(self.classifier.class_gradient(batch))
+            return np.asarray(self.classifier.class_gradient(batch, label=labels))[:, 0]
+        jacobian = np.asarray(self.classifier.class_gradient(batch))  # of the logits z: (B, K, *shape)
+        p = p.reshape(p.shape + (1,) * (jacobian.ndim - 2))
+        jacobian = p * (jacobian - (p * jacobian).sum(axis=1, keepdims=True))  # d softmax_c = p_c (dz_c - E_p[dz])
+        return jacobian if labels is None else jacobian[np.arange(len(jacobian)), labels]
+
+
+def _output_kind(classifier: Any, output: str | None) -> str:
+    """``"probabilities"`` or ``"logits"``: what ``classifier.predict`` returns (inferred from one input when
+    ``output`` is None: probabilities when its scores are non-negative and sum to 1)."""
+    if output is not None:
+        if output not in ("logits", "probabilities"):
+            raise ValueError(f"output must be None, 'logits' or 'probabilities', got {output!r}")
+        return output
+    shape = tuple(classifier.input_shape)
+    if classifier.clip_values is None:
+        probe = np.zeros((1, *shape), dtype=np.float32)
+    else:
+        low, high = (np.broadcast_to(np.asarray(v, dtype=np.float32), shape) for v in classifier.clip_values)
+        probe = ((low + high) / 2)[None]
+    scores = np.asarray(classifier.predict(probe), dtype=np.float64)
+    check_scores(scores.shape, 1, classifier.nb_classes)
+    is_distribution = (scores >= 0).all() and (scores <= 1).all() and np.allclose(scores.sum(axis=1), 1, atol=1e-3)
+    return "probabilities" if is_distribution else "logits"
+
+
+def _estimator_class(classifier: Any) -> type[SmoothedEstimator]:
+    return SmoothedNeuralNetwork if isinstance(classifier, NeuralNetworkMixin) else SmoothedEstimator
+
+
+class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin, BaseEstimator):
+    """The smoothed classifier ``g`` of an ART classifier ``f``, as an ART estimator that ART's attacks,
+    metrics and defences accept (a :class:`SmoothedNeuralNetwork` when ``f`` is a neural network).
+
+    ``sigma`` and ``noise`` define the smoothing noise, added to raw inputs (before ``f``'s preprocessing).
+    ``num_noise`` noisy copies of each input serve :meth:`predict`, the gradients and :meth:`compute_loss`;
+    ``n0`` and ``alpha`` are CERTIFY's selection samples and failure probability (:meth:`certify`,
+    :meth:`predict_class`); at most ``batch_size`` noisy copies are evaluated at a time. With an integer
+    ``seed`` results are reproducible; every call draws fresh noise. ``output`` says whether
+    ``f.predict`` returns ``"logits"`` (or log-probabilities) or ``"probabilities"``; None infers it.
+    ``nb_classes``, ``input_shape`` and ``clip_values`` are ``f``'s; :attr:`smoothed` is the underlying
+    :class:`~rs_plugin.SmoothedClassifier`.
+    """
+
+    estimator_params: ClassVar[list[str]] = [
+        "classifier", "sigma", "noise", "num_noise", "n0", "alpha", "batch_size", "seed", "output"
+    ]
+
+    def __new__(cls, classifier: Any, *args: Any, **kwargs: Any) -> SmoothedEstimator:
+        return super().__new__(_estimator_class(classifier) if cls is SmoothedEstimator else cls)
+
+    def __init__(
+        self,
+        classifier: Any,
+        sigma: float,
+        *,
+        noise: str = "gaussian",
+        num_noise: int = 100,
+        n0: int = 100,
+        alpha: float = 0.001,
+        batch_size: int = 1000,
+        seed: int | None = None,
+        output: str | None = None,
+    ) -> None:
+        _check_classifier(classifier)
+        self.num_noise = _positive_int("num_noise", num_noise)
+        self.n0 = _positive_int("n0", n0)
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
+            raise ValueError(f"alpha must be a float strictly between 0 and 1, got {alpha!r}")
+        self.alpha = float(alpha)
+        self.smoothed = SmoothedClassifier(
+            classifier, classifier.nb_classes, sigma, noise=noise, batch_size=batch_size, seed=seed
+        )
+        BaseEstimator.__init__(self, model=classifier.model, clip_values=classifier.clip_values, preprocessing=None)
+        self.nb_classes = classifier.nb_classes
+        self.output = _output_kind(classifier, output)
+        probabilities = self.output == "probabilities"
+        model = torch_model(classifier)
+        if model is not None:
+            self._softmax: Any = _TorchSoftmax(model, self.nb_classes, self.smoothed.noise, probabilities)
+        else:
+            # ART's logistic regression differentiates log-probabilities (more than two classes) or
+            # probabilities (two), whatever its predict returns.
+            logits = self.nb_classes > 2 if isinstance(classifier, ScikitlearnLogisticRegression) else not probabilities
+            self._softmax = _ArtSoftmax(classifier, self.nb_classes, self.smoothed.noise, probabilities, logits)
+        self._stream = np.random.SeedSequence(None if seed is None else [seed, _SOFTMAX_STREAM])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({type(self.classifier).__name__}, sigma={self.sigma}, noise={self.noise!r}, "
+            f"num_noise={self.num_noise}, n0={self.n0}, alpha={self.alpha}, seed={self.seed})"
+        )
+
+    classifier = property(lambda self: self.smoothed.base, doc="The wrapped ART classifier.")
+    sigma = property(lambda self: self.smoothed.sigma, doc="The noise's standard deviation.")
+    noise = property(lambda self: self.smoothed.noise.name, doc="The noise family's name.")
+    batch_size = property(lambda self: self.smoothed.batch_size, doc="Noisy copies evaluated at a time.")
+    seed = property(lambda self: self.smoothed.seed, doc="The seed (None: fresh entropy).")
+    input_shape = property(lambda self: tuple(self.classifier.input_shape), doc="The wrapped classifier's.")
+
+    def set_params(self, **kwargs: Any) -> None:
+        """Change constructor arguments, validated as by the constructor; nothing changes if one is invalid."""
+        unknown = sorted(set(kwargs) - set(self.estimator_params))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; known: {self.estimator_params}")
+        params = {**self.get_params(), **kwargs}
+        if "classifier" in kwargs and "output" not in kwargs:
+            params["output"] = None
+        replacement = SmoothedEstimator(**params)
+        if type(replacement) is not type(self):
+            raise ValueError(f"classifier: a {type(self).__name__} cannot wrap a {type(kwargs['classifier']).__name__}")
+        self.__dict__.update(replacement.__dict__)
+
+    def predict(self, x: np.ndarray, batch_size: int | None = None, **kwargs: Any) -> np.ndarray:
+        """Vote frequencies ``(N, nb_classes)``: the fraction of ``num_noise`` noisy copies of each input that
+        ``f`` assigns to each class. Rows sum to 1 and their argmax is the Monte-Carlo estimate of g's class
+        (:meth:`predict_class` adds PREDICT's abstention). ART's ``batch_size`` and other arguments are ignored."""
+        return self._average(self._inputs(x), None, gradient=False)[1]
+
+    def predict_class(self, x: np.ndarray, n: int | None = None, alpha: float | None = None) -> np.ndarray:
+        """PREDICT of Cohen et al. on each input with ``n`` samples (default ``num_noise``) at level ``alpha``
+        (default the estimator's): g's class, correct with probability at least ``1 - alpha``, or
+        :data:`~rs_plugin.ABSTAIN` (-1). Example ``i`` draws the noise of index ``i``."""
+        x = self._inputs(x)
+        n = self.num_noise if n is None else n
+        return self.smoothed.predict_many(x, n, self.alpha if alpha is None else alpha, progress=False)
+
+    def certify(
+        self, x: np.ndarray, n: int, batch_size: int | None = None, *, verbose: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """CERTIFY on each input (``n0`` selection samples, ``n`` estimation samples, level ``alpha``), with the
+        calling convention of ART's ``RandomizedSmoothing.certify``: ``(predictions, radii)``, ABSTAIN (-1)
+        with radius 0. Each radius (in the noise's norm) holds with probability at least ``1 - alpha``.
+        ``batch_size`` overrides the estimator's for this call; ``verbose`` shows a progress bar."""
+        x = self._inputs(x)
+        default = self.smoothed.batch_size
+        self.smoothed.batch_size = default if batch_size is None else _positive_int("batch_size", batch_size)
+        try:
+            certificates = self.smoothed.certify_many(x, self.n0, n, self.alpha, progress=verbose)
+        finally:
+            self.smoothed.batch_size = default
+        predictions = np.array([c.prediction for c in certificates], dtype=np.int64)
+        return predictions, np.array([c.radius for c in certificates], dtype=np.float64)
+
+    def loss_gradient(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """Gradient in ``x`` of the SmoothAdv loss ``-log(mean_k softmax(f(x + noise_k))_y)`` over ``num_noise``
+        fresh noise draws (labels ``y`` as indices or one-hot). Same shape as ``x``."""
+        x = self._inputs(x)
+        labels = self._labels(y, len(x))
+        probs, _, grads = self._average(x, labels, gradient=True)
+        chosen = np.maximum(probs[np.arange(len(x)), labels], _TINY).reshape((-1,) + (1,) * (x.ndim - 1))
+        return (-grads / chosen).astype(np.float32)
+
+    def class_gradient(
+        self, x: np.ndarray, label: int | list[int] | np.ndarray | None = None, **kwargs: Any
+    ) -> np.ndarray:
+        """Gradients in ``x`` of the noise-averaged softmax ``mean_k softmax(f(x + noise_k))_c`` (``num_noise``
+        fresh draws), the differentiable counterpart of :meth:`predict`'s vote frequencies: for every class
+        ``(N, nb_classes, *input_shape)``, or for ``label`` (one class, or one per input) ``(N, 1, *input_shape)``."""
+        x = self._inputs(x)
+        if label is None:
+            return self._average(x, None, gradient=True)[2]
+        return self._average(x, self._class_labels(label, len(x)), gradient=True)[2][:, None]
+
+    def compute_loss(self, x: np.ndarray, y: np.ndarray, reduction: str = "none", **kwargs: Any) -> np.ndarray:
+        """The SmoothAdv loss ``-log(mean_k softmax(f(x + noise_k))_y)`` of each input (``reduction``: ``"none"``,
+        ``"mean"`` or ``"sum"``), the objective :meth:`loss_gradient` differentiates."""
+        if reduction not in ("none", "mean", "sum"):
+            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        x = self._inputs(x)
+        labels = self._labels(y, len(x))
+        probs = self._average(x, labels, gradient=False)[0]
+        loss = -np.log(np.maximum(probs[np.arange(len(x)), labels], _TINY))
+        return loss if reduction == "none" else getattr(np, reduction)(loss)
+
+    def fit(self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 10, **kwargs: Any) -> None:
+        """Train ``f`` with noise augmentation, the noise added to raw inputs (before ``f``'s preprocessing) as
+        in :meth:`predict` and :meth:`certify`. A neural network trains ``nb_epochs`` epochs, each on a fresh
+        noisy copy of ``x``; another classifier (refitted from scratch by each ``fit``) fits once on ``nb_epochs``
+        noisy copies. Other keyword arguments go to ``f.fit``."""
+        x, y = self._inputs(x), np.asarray(y)
+        nb_epochs = _positive_int("nb_epochs", nb_epochs)
+        if len(y) != len(x):
+            raise ValueError(f"y has {len(y)} labels for {len(x)} inputs")
+        rng = np.random.default_rng(self._next_seed())
+
+        def noisy(copies: int) -> np.ndarray:
+            batch = np.empty((copies * len(x), *x.shape[1:]), dtype=np.float32)
+            self.smoothed.noise.sample(rng, batch)
+            return batch + np.tile(x, (copies,) + (1,) * (x.ndim - 1))
+
+        if isinstance(self.classifier, NeuralNetworkMixin):
+            for _ in range(nb_epochs):
+                self.classifier.fit(noisy(1), y, batch_size=batch_size, nb_epochs=1, **kwargs)
+        else:
+            self.classifier.fit(noisy(nb_epochs), np.concatenate([y] * nb_epochs), **kwargs)
+
+    def _next_seed(self) -> int:
+        return int(self._stream.spawn(1)[0].generate_state(1, np.uint64)[0])
+
+    def _average(self, x: np.ndarray, labels: np.ndarray | None, gradient: bool) -> tuple[np.ndarray, ...]:
+        """Averaged softmax, vote frequencies and (``gradient``) gradients, over ``num_noise`` fresh draws."""
+        return self._softmax.average(x, self.num_noise, self._next_seed(), self.batch_size, labels, gradient)
+
+    def _inputs(self, x: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 0 or x.shape[1:] != self.input_shape:
+            raise ValueError(f"x must be a batch of shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"x contains NaN or infinite values (shape {x.shape})")
+        return x
+
+    def _labels(self, y: Any, n: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.shape == (n, self.nb_classes):
+            y = y.argmax(axis=1)
+        elif y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"y must be {n} class indices or ({n}, {self.nb_classes}) one-hot rows, got {y.shape}")
+        return self._class_labels(y, n)
+
+    def _class_labels(self, label: Any, n: int) -> np.ndarray:
+        labels = np.full(n, label) if isinstance(label, numbers.Integral) else np.asarray(label)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"label must be a class index or {n} of them, got {label!r}")
+        outside = labels[(labels < 0) | (labels >= self.nb_classes)]
+        if len(outside):
+            raise ValueError(f"label must lie in [0, nb_classes={self.nb_classes}), got {outside[:5].tolist()}")
+        return labels.astype(np.int64)
+
+
+class SmoothedNeuralNetwork(SmoothedEstimator, NeuralNetworkMixin):
+    """A :class:`SmoothedEstimator` of a neural-network classifier (what ``SmoothedEstimator(...)`` returns for
+    one), so that attacks requiring ART's ``NeuralNetworkMixin`` (SquareAttack, SimBA, ...) accept it."""
+
+    channels_first = property(lambda self: self.classifier.channels_first, doc="The wrapped classifier's.")
+
+    def get_activations(self, x: np.ndarray, layer: int | str, batch_size: int = 128, framework: bool = False) -> Any:
+        """Not available: a smoothed classifier has no layers of its own (ask the wrapped classifier)."""
+        raise NotImplementedError("a smoothed classifier has no layers; call get_activations on .classifier")
