@@ -1,0 +1,242 @@
+"""`rs-plugin certify | predict | plugins`: the paper's TSV over a dataset, resumed after kill -9, clear errors."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rs_plugin.cli import main
+from rs_plugin.results import read_results
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+HEADER = "idx\tlabel\tpredict\tradius\tcorrect\ttime"
+TIME = re.compile(r"^\d+:\d\d:\d\d(\.\d{6})?$")
+FAST = ["--sigma", "0.25", "--n0", "20", "--n", "100", "--no-progress"]
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def rows(path: Path) -> list[list[str]]:
+    """The rows of a results file without their time column."""
+    return [line.split("\t")[:-1] for line in path.read_text().splitlines()[1:]]
+
+
+@pytest.fixture(scope="module")
+def digits_model_cached(noisy_digits_net):
+    """The embedded digits model (sigma 0.25) is trained once and cached for every run below."""
+    return noisy_digits_net
+
+
+def test_certify_writes_the_papers_format_with_the_cores_answers(tmp_path, capsys, digits_model_cached, digits_test):
+    from rs_plugin import SmoothedClassifier
+
+    out = tmp_path / "certify.tsv"
+    code, _, err = cli(capsys, "certify", *FAST, "--skip", "3", "--max-examples", "6", "--out", out)
+    assert (code, err) == (0, "")
+    lines = out.read_text().splitlines()
+    assert lines[0] == HEADER
+    smoothed = SmoothedClassifier(digits_model_cached, 10, 0.25, seed=0)
+    x, y = digits_test
+    for line, idx in zip(lines[1:], range(0, 18, 3), strict=True):
+        certificate = smoothed.certify(x[idx], 20, 100, 0.001, index=idx)
+        expected = [str(idx), str(y[idx]), str(certificate.prediction), f"{certificate.radius:.3}",
+                    str(int(certificate.prediction == y[idx]))]
+        assert line.split("\t")[:5] == expected
+        assert TIME.match(line.split("\t")[5])
+    assert read_results(out)["correct"].mean() >= 0.8
+
+
+def test_predict_writes_the_papers_format(tmp_path, capsys, digits_model_cached, digits_test):
+    out = tmp_path / "predict.tsv"
+    code, _, _ = cli(capsys, "predict", "--sigma", "0.25", "--n", "100", "--max-examples", "5", "--no-progress",
+                     "--out", out)
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "idx\tlabel\tpredict\tcorrect\ttime"
+    assert [line.split("\t")[:2] for line in lines[1:]] == [[str(i), str(digits_test[1][i])] for i in range(5)]
+
+
+def test_rerunning_resumes_without_losing_or_doubling_rows(tmp_path, capsys, digits_model_cached):
+    whole, resumed = tmp_path / "whole.tsv", tmp_path / "resumed.tsv"
+    assert cli(capsys, "certify", *FAST, "--max-examples", "8", "--out", whole)[0] == 0
+    assert cli(capsys, "certify", *FAST, "--max-examples", "3", "--out", resumed)[0] == 0
+    first = resumed.read_text()
+    with open(resumed, "a") as file:
+        file.write("3\t4\t4\t0.4")  # a row cut short by a crash
+    assert cli(capsys, "certify", *FAST, "--max-examples", "8", "--out", resumed)[0] == 0
+    assert resumed.read_text().startswith(first)  # rows already there are kept as they are
+    assert rows(resumed) == rows(whole)
+    before = resumed.read_text()
+    assert cli(capsys, "certify", *FAST, "--max-examples", "8", "--out", resumed)[0] == 0  # complete: no work
+    assert resumed.read_text() == before
+
+
+def test_certify_killed_mid_run_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path, digits_model_cached):
+    out, whole = tmp_path / "killed.tsv", tmp_path / "whole.tsv"
+    command = ["certify", "--sigma", "0.25", "--n", "1000", "--max-examples", "16", "--no-progress"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rs_plugin.cli", *command, "--out", str(out)], start_new_session=True,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not (out.exists() and out.read_text().count("\n") > 4):
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "no rows written in 120 s"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    written = out.read_text().count("\n") - 1
+    assert 4 <= written < 16, "the run was not killed mid-way"
+    assert main([*command, "--out", str(out)]) == 0
+    assert main([*command, "--out", str(whole)]) == 0
+    assert [row[0] for row in rows(out)] == [str(i) for i in range(16)]
+    assert rows(out) == rows(whole)
+
+
+def test_target_radius_adds_a_samples_column_that_analyze_reads(tmp_path, capsys, digits_model_cached):
+    out = tmp_path / "sequential.tsv"
+    code, _, _ = cli(capsys, "certify", "--sigma", "0.25", "--n", "10000", "--target-radius", "0.25",
+                     "--max-examples", "4", "--no-progress", "--out", out)
+    assert code == 0
+    assert out.read_text().splitlines()[0] == HEADER + "\tsamples"
+    results = read_results(out)
+    assert np.all(results["samples"] <= 100 + 10000)
+    assert results["samples"].min() < 100 + 10000  # the clear cases stop early
+    code, table, _ = cli(capsys, "analyze", out, "--radii", "0.25", "--format", "csv")
+    assert code == 0 and table.startswith("label,0.25\n")
+
+
+def test_a_model_given_as_file_and_function(tmp_path, capsys, digits_model_cached):
+    module = tmp_path / "my_models.py"
+    module.write_text(
+        "from rs_plugin.adapters.training import digits_model\n\n"
+        "def noisy():\n    return digits_model(0.25)\n"
+    )
+    default, given = tmp_path / "default.tsv", tmp_path / "given.tsv"
+    assert cli(capsys, "certify", *FAST, "--max-examples", "3", "--out", default)[0] == 0
+    assert cli(capsys, "certify", *FAST, "--max-examples", "3", "--model", f"{module}:noisy", "--out", given)[0] == 0
+    assert rows(given) == rows(default)
+
+
+def fake_cifar10(root: Path, count: int) -> Path:
+    """A CIFAR-10 test split of ``count`` random images in torchvision's on-disk format."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    batch = {"data": rng.integers(0, 256, (count, 3 * 32 * 32), dtype=np.uint8), "labels": list(range(count))}
+    (folder / "test_batch").write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
+    return root
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch):
+    """A fake CIFAR-10 folder. torchvision checks the md5 of the real files; this test accepts its own."""
+    pytest.importorskip("torchvision")
+    import torchvision.datasets.cifar
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    return fake_cifar10(tmp_path / "cifar", 4)
+
+
+@pytest.mark.parametrize("arch", ["cifar_resnet20", "cifar_resnet110"])
+def test_a_checkpoint_in_the_papers_format_certifies_cifar10(tmp_path, capsys, cifar_dir, arch):
+    from rs_plugin.adapters.models import get_architecture, save_checkpoint
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "checkpoint.pth.tar"
+    save_checkpoint(get_architecture(arch), arch, checkpoint)
+    out = tmp_path / "cifar.tsv"
+    code, _, err = cli(capsys, "certify", "--dataset", "cifar10", "--data-dir", cifar_dir, "--checkpoint", checkpoint,
+                       "--sigma", "0.25", "--n0", "4", "--n", "8", "--batch", "8", "--max-examples", "2",
+                       "--no-progress", "--out", out)
+    assert (code, err) == (0, "")
+    results = read_results(out)
+    assert results["idx"].tolist() == [0, 1] and results["label"].tolist() == [0, 1]
+    assert set(results["predict"].tolist()) <= {-1, *range(10)}
+
+
+def bad_inputs(tmp_path: Path) -> list[tuple[list, str]]:
+    from rs_plugin.adapters.models import get_architecture, save_checkpoint
+
+    not_a_checkpoint = tmp_path / "notes.txt"
+    not_a_checkpoint.write_text("hello")
+    wrong_arch = tmp_path / "wrong.pth"
+    torch.save({"arch": "vgg_from_mars", "state_dict": {}}, wrong_arch)
+    wrong_format = tmp_path / "plain.pth"
+    torch.save({"weights": 1}, wrong_format)
+    cifar = tmp_path / "cifar_resnet20.pth"
+    save_checkpoint(get_architecture("cifar_resnet20"), "cifar_resnet20", cifar)
+    paper = tmp_path / "paper.tsv"
+    paper.write_text("idx\tlabel\tpredict\tcorrect\ttime\n")
+    return [
+        (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+        (["--checkpoint", tmp_path / "missing.pth"], "missing.pth"),
+        (["--checkpoint", not_a_checkpoint], "is not a torch checkpoint"),
+        (["--checkpoint", wrong_format], "not in the paper's format"),
+        (["--checkpoint", wrong_arch], "unknown architecture 'vgg_from_mars'"),
+        (["--checkpoint", wrong_format, "--model", "m:f"], "give one of them, not both"),
+        (["--dataset", "cifar10", "--checkpoint", cifar], "data_dir"),
+        (["--dataset", "cifar10", "--checkpoint", cifar, "--data-dir", tmp_path / "nowhere"], "no such folder"),
+        (["--dataset", "cifar10", "--checkpoint", cifar, "--data-dir", tmp_path], "no CIFAR-10 in"),
+        (["--dataset", "cifar10", "--data-dir", tmp_path], "give a model or a checkpoint"),
+        (["--model", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
+        (["--model", "rs_plugin.adapters.models:no_such_function"], "has no attribute 'no_such_function'"),
+        (["--model", "just-a-name"], "expected module:function"),
+        (["--sigma", "-1"], "sigma must be a positive"),
+        (["--alpha", "1.5"], "alpha must lie strictly between 0 and 1"),
+        (["--n", "0"], "n must be at least 1"),
+        (["--noise", "pink"], "unknown noise 'pink'"),
+        (["--workers", "2"], "the local executor runs one worker"),
+        (["--executor", "dask"], "unknown executor 'dask'"),
+        (["--out", paper], "this run writes idx label predict radius correct time"),
+    ]
+
+
+def test_user_mistakes_end_with_one_line_on_stderr(tmp_path, capsys, digits_model_cached):
+    for extra, message in bad_inputs(tmp_path):
+        args = ["certify", "--sigma", "0.25", "--n", "10", "--max-examples", "1", "--no-progress",
+                "--out", tmp_path / "out.tsv", *extra]
+        code, _, err = cli(capsys, *args)
+        assert code == 1, extra
+        assert message in err and "Traceback" not in err, (extra, err)
+        assert err.startswith("rs-plugin certify: error:") and err.count("\n") == 1, err
+        assert not (tmp_path / "out.tsv").exists(), "the error came after the run started"
+
+
+def test_command_line_syntax_errors_exit_with_usage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["certify", "--sigma", "lots", "--out", "x.tsv"])
+    assert info.value.code == 2
+    assert "invalid float value: 'lots'" in capsys.readouterr().err
+
+
+def test_the_console_script_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rs_plugin.cli", "analyze", str(tmp_path / "none.tsv")], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "none.tsv" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plugins_lists_what_each_plugin_provides(capsys):
+    code, out, _ = cli(capsys, "plugins")
+    assert code == 0
+    assert "noises: gaussian, laplace, uniform" in out
+    assert "executors: local" in out and "executors: ray" in out
+    assert re.search(r"^torch \(rs-plugin [\d.]+\)$", out, re.MULTILINE)
