@@ -1,16 +1,36 @@
-"""Torch support: the backend that certifies ``nn.Module`` base classifiers."""
+"""Torch support: the backend that certifies ``nn.Module`` base classifiers, and the differentiable soft smoothed
+classifier that attacks take as their model."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
+import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from rs_plugin.backends import base_failed, check_finite, check_scores
 from rs_plugin.noises import Noise
+from rs_plugin.plugins import make_noise
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with every submodule of ``model`` in eval mode; afterwards each submodule is back in its
+    own mode (a wrapper's flag is never pushed down onto the modules it wraps)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def module_device(model: nn.Module) -> torch.device:
@@ -52,24 +72,128 @@ class TorchBackend:
         return self._buffer
 
     def counts(self, x: torch.Tensor, num: int, noise: Noise, generator: Any, batch_size: int) -> np.ndarray:
-        training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                buffer = self._batch_buffer((min(batch_size, num), *x.shape))
-                counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
-                for start in range(0, num, batch_size):
-                    batch = buffer[: min(batch_size, num - start)]
-                    noise.sample_torch(batch, generator)
-                    batch.add_(x)
-                    try:
-                        logits = self.model(batch)
-                    except torch.OutOfMemoryError:
-                        raise
-                    except (TypeError, ValueError, RuntimeError, IndexError) as err:
-                        raise base_failed(err, tuple(batch.shape)) from err
-                    check_scores(tuple(getattr(logits, "shape", ())), len(batch), self.num_classes)
-                    counts += torch.bincount(logits.argmax(1), minlength=self.num_classes)
-        finally:
-            self.model.train(training)
+        with eval_mode(self.model), torch.inference_mode():
+            buffer = self._batch_buffer((min(batch_size, num), *x.shape))
+            counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
+            for start in range(0, num, batch_size):
+                batch = buffer[: min(batch_size, num - start)]
+                noise.sample_torch(batch, generator)
+                batch.add_(x)
+                try:
+                    logits = self.model(batch)
+                except torch.OutOfMemoryError:
+                    raise
+                except (TypeError, ValueError, RuntimeError, IndexError) as err:
+                    raise base_failed(err, tuple(batch.shape)) from err
+                check_scores(tuple(getattr(logits, "shape", ())), len(batch), self.num_classes)
+                counts += torch.bincount(logits.argmax(1), minlength=self.num_classes)
         return counts.cpu().numpy()
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int; ``TypeError``/``ValueError`` naming ``name`` unless it is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+class SmoothedModule(nn.Module):
+    """The soft smoothed classifier of Salman et al. (2019) as a differentiable ``nn.Module``.
+
+    ``forward(x)`` maps a batch ``(B, *shape)`` in ``[0, 1]`` to ``log(mean_k softmax(base(x + noise_k)))``
+    over ``num_noise`` noise draws per input: log-probabilities, so the cross-entropy on the output (what
+    any torchattacks attack minimises or maximises) is the SmoothAdv loss, and its argmax estimates the
+    smoothed classifier's class. Gradients flow to ``x`` (and to the base's parameters).
+
+    ``base`` must take inputs in ``[0, 1]`` (normalisation inside it: noise lives in pixel space) and
+    return logits; it is a submodule, so ``eval()`` (which every torchattacks attack calls) reaches it,
+    and the module starts in the base's mode. The base sees at most ``max(batch_size, B)`` noisy inputs
+    per call; with gradients enabled and several chunks, each chunk is recomputed in the backward pass
+    (activation checkpointing) so that memory stays bounded by one chunk. Noise is drawn on ``x``'s
+    device from ``seed`` (a ``torch.Generator``), or from torch's global generator when ``seed`` is None.
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        sigma: float,
+        *,
+        num_noise: int = 32,
+        noise: str = "gaussian",
+        batch_size: int = 1000,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Module):
+            raise TypeError(f"base must be a torch.nn.Module returning logits, got {type(base).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"seed must be None or a non-negative int, got {seed!r}")
+        self.noise = make_noise(noise, sigma)
+        self.sigma = self.noise.sigma
+        self.num_noise = positive_int("num_noise", num_noise)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.seed = seed
+        self.base = base
+        self.training = base.training
+        self._generator: torch.Generator | None = None
+
+    def extra_repr(self) -> str:
+        return f"noise={self.noise!r}, num_noise={self.num_noise}, batch_size={self.batch_size}, seed={self.seed}"
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """The generator noise is drawn from on ``device`` (seeded once per device; None: torch's global one)."""
+        if self.seed is None:
+            return None
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+    def sample_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """``num_noise`` fresh noise draws for every input of the batch ``x``: shape ``(num_noise, *x.shape)``.
+
+        Pass the result to :meth:`forward` to evaluate several inputs (e.g. PGD's iterates) on the same noise.
+        """
+        _check_batch(x)
+        out = torch.empty((self.num_noise, *x.shape), dtype=x.dtype, device=x.device)
+        self.noise.sample_torch(out, self.generator(x.device))
+        return out
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities ``(B, K)`` of the soft smoothed classifier at each input of ``x``, averaged over
+        ``noise`` (shape ``(m, *x.shape)``, any ``m >= 1``) or over ``num_noise`` fresh draws."""
+        _check_batch(x)
+        if noise is None:
+            noise = self.sample_noise(x)
+        elif not isinstance(noise, torch.Tensor) or noise.dim() != x.dim() + 1 or noise.shape[1:] != x.shape:
+            raise ValueError(
+                f"noise must have shape (m, *x.shape) = (m, {', '.join(map(str, x.shape))}), "
+                f"got {tuple(getattr(noise, 'shape', ()))}"
+            )
+        draws, per_chunk = len(noise), max(1, self.batch_size // len(x))
+        if draws == 0:
+            raise ValueError("noise must hold at least one draw, got an empty tensor")
+        chunked = torch.is_grad_enabled() and draws > per_chunk
+        parts = [
+            checkpoint(self._log_mass, x, chunk, use_reentrant=False) if chunked else self._log_mass(x, chunk)
+            for chunk in torch.split(noise, per_chunk)
+        ]
+        return torch.logsumexp(torch.stack(parts), 0) - math.log(draws)
+
+    def _log_mass(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``log sum_k softmax(base(x + noise_k))`` over the draws in ``noise``: ``(B, K)``."""
+        logits = self.base((x.unsqueeze(0) + noise).flatten(0, 1))
+        if logits.dim() != 2 or len(logits) != noise.shape[0] * len(x):
+            raise ValueError(
+                f"base returned an output of shape {tuple(logits.shape)} for {noise.shape[0] * len(x)} inputs; "
+                "expected logits (batch, num_classes)"
+            )
+        return torch.logsumexp(logits.log_softmax(-1).view(len(noise), len(x), -1), 0)
+
+
+def _check_batch(x: Any) -> None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point torch.Tensor batch (B, *shape), got {type(x).__name__}")
+    if x.dim() < 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch (B, *shape) with a batch dimension, got shape {tuple(x.shape)}")

@@ -1,0 +1,167 @@
+"""SmoothedModule: the differentiable soft smoothed classifier that torchattacks attacks take as their model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from scipy.stats import norm  # noqa: E402
+from torch import nn  # noqa: E402
+
+from rs_plugin.adapters.torch import SmoothedModule  # noqa: E402
+from rs_plugin.plugins import get_plugin_manager  # noqa: E402
+
+
+def linear_base(dim: int = 4, classes: int = 3, seed: int = 0, dtype=torch.float32) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(dim, classes)).to(dtype)
+
+
+def soft_reference(base: nn.Module, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """log of the mean softmax over the draws, one input at a time and one draw at a time."""
+    rows = []
+    for b in range(len(x)):
+        probs = [torch.softmax(base((x[b] + noise[k, b])[None]), -1)[0] for k in range(len(noise))]
+        rows.append(torch.stack(probs).mean(0).log())
+    return torch.stack(rows)
+
+
+def test_output_is_the_log_of_the_softmax_averaged_over_the_noise() -> None:
+    base = linear_base()
+    module = SmoothedModule(base, 0.5, num_noise=7, seed=1)
+    x = torch.rand(5, 4)
+    noise = module.sample_noise(x)
+    assert noise.shape == (7, 5, 4)
+    out = module(x, noise)
+    assert out.shape == (5, 3)
+    torch.testing.assert_close(out, soft_reference(base, x, noise), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.exp().sum(1), torch.ones(5))
+
+
+def test_chunking_changes_neither_values_nor_gradients() -> None:
+    """batch_size=3 splits 5 inputs x 8 draws into 8 chunks (checkpointed); batch_size=1000 uses one."""
+    base = linear_base()
+    x = torch.rand(5, 4)
+    noise = SmoothedModule(base, 0.5, num_noise=8, seed=0).sample_noise(x)
+    outputs, grads = [], []
+    for batch_size in (3, 1000):
+        xi = x.clone().requires_grad_(True)
+        out = SmoothedModule(base, 0.5, num_noise=8, batch_size=batch_size)(xi, noise)
+        outputs.append(out)
+        grads.append(torch.autograd.grad(out[:, 1].sum(), xi)[0])
+    torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("batch_size", [2, 1000])
+def test_gradient_matches_finite_differences(batch_size: int) -> None:
+    base = linear_base(dtype=torch.float64)
+    module = SmoothedModule(base, 0.3, num_noise=6, batch_size=batch_size, seed=2)
+    x = torch.rand(3, 4, dtype=torch.float64, requires_grad=True)
+    noise = module.sample_noise(x.detach())
+    assert torch.autograd.gradcheck(lambda inp: module(inp, noise), (x,))
+
+
+def test_soft_probability_estimates_the_gaussian_smoothed_probability() -> None:
+    """A steep binary linear base is a step function, whose smoothed probability is Phi(margin / sigma)."""
+    w = torch.tensor([0.6, -0.8, 0.0, 0.0])  # unit norm
+    base = nn.Linear(4, 2)
+    with torch.no_grad():
+        base.weight.copy_(torch.stack([w, -w]) * 500)
+        base.bias.copy_(torch.tensor([-0.1, 0.1]) * 500)  # class 0 where w.x > 0.1
+    sigma, num_noise = 0.25, 20_000
+    module = SmoothedModule(base, sigma, num_noise=num_noise, batch_size=50_000, seed=3)
+    x = torch.tensor([[0.4, 0.2, 0.5, 0.5], [0.1, 0.1, 0.0, 1.0], [0.3, 0.5, 0.2, 0.2]])
+    with torch.no_grad():
+        p0 = module(x)[:, 0].exp().numpy()
+    expected = norm.cdf((x.numpy() @ w.numpy() - 0.1) / sigma)
+    # Monte Carlo standard error at most 0.5 / sqrt(20000) = 0.0035; 5 standard errors.
+    np.testing.assert_allclose(p0, expected, atol=0.018)
+
+
+def test_seed_makes_noise_reproducible_and_every_noise_family_works() -> None:
+    base = linear_base()
+    x = torch.rand(2, 4)
+    for family in ("gaussian", "laplace", "uniform"):
+        a = SmoothedModule(base, 0.5, num_noise=4, noise=family, seed=5)
+        b = SmoothedModule(base, 0.5, num_noise=4, noise=family, seed=5)
+        torch.testing.assert_close(a(x), b(x))
+        noise = a.sample_noise(torch.zeros(2, 2000))
+        assert abs(noise.std().item() - 0.5) < 0.02, family
+    assert not torch.equal(a(x), a(x)), "successive calls draw fresh noise"
+
+
+def test_module_follows_the_base_mode_and_torchattacks_evaluates_batchnorm_in_eval_mode() -> None:
+    torchattacks = pytest.importorskip("torchattacks")
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    module = SmoothedModule(base, 0.25, num_noise=4)
+    assert module.training and base.training  # a fresh module takes its base's mode
+    before = base[2].running_mean.clone()
+    images, labels = torch.rand(6, 1, 2, 2), torch.zeros(6, dtype=torch.long)  # PGDL2 wants (N, C, H, W)
+    adv = torchattacks.PGDL2(module, eps=0.5, alpha=0.1, steps=3)(images, labels)
+    assert adv.shape == images.shape
+    torch.testing.assert_close(base[2].running_mean, before)  # batch statistics were not updated
+    assert module.training and base.training  # the caller's mode is restored
+    assert not SmoothedModule(base.eval(), 0.25).training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_noise": 0}, ValueError, "num_noise must be at least 1"),
+        ({"num_noise": 2.5}, TypeError, "num_noise must be an int"),
+        ({"batch_size": 0}, ValueError, "batch_size must be at least 1"),
+        ({"sigma": 0.0}, ValueError, "sigma must be a positive"),
+        ({"noise": "cauchy"}, ValueError, "unknown noise 'cauchy'"),
+        ({"seed": -1}, ValueError, "seed must be None or a non-negative int"),
+        ({"base": lambda x: x}, TypeError, "base must be a torch.nn.Module"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict, error: type, match: str) -> None:
+    arguments = {"base": linear_base(), "sigma": 0.25, **kwargs}
+    with pytest.raises(error, match=match):
+        SmoothedModule(arguments.pop("base"), arguments.pop("sigma"), **arguments)
+
+
+def test_bad_inputs_are_named() -> None:
+    module = SmoothedModule(linear_base(), 0.25, num_noise=2)
+    with pytest.raises(ValueError, match="batch dimension"):
+        module(torch.rand(4))
+    with pytest.raises(TypeError, match=r"floating-point torch\.Tensor"):
+        module(np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"noise must have shape \(m, \*x.shape\)"):
+        module(torch.rand(2, 4), torch.zeros(3, 2, 5))
+    with pytest.raises(ValueError, match="expected logits"):
+        SmoothedModule(nn.Flatten(0), 0.25, num_noise=2)(torch.rand(2, 4))
+
+
+def test_plugin_provides_the_smoothed_model() -> None:
+    factories = {}
+    for provided in get_plugin_manager().hook.rs_plugin_add_models():
+        factories.update(provided)
+    module = factories["smoothed"](linear_base(), 0.25, num_noise=3)
+    assert isinstance(module, SmoothedModule) and module.num_noise == 3
+
+
+def test_loading_the_plugins_does_not_import_torch() -> None:
+    code = (
+        "import sys, rs_plugin.adapters.plugin_torch, rs_plugin.attacks.plugin, rs_plugin.attacks; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_the_base_device() -> None:
+    base = linear_base().cuda()
+    module = SmoothedModule(base, 0.25, num_noise=4, seed=0)
+    x = torch.rand(3, 4, device="cuda", requires_grad=True)
+    out = module(x)
+    assert out.device.type == "cuda"
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), x)
+    assert grad.device.type == "cuda" and torch.isfinite(grad).all()
