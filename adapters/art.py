@@ -24,7 +24,7 @@ from rs_plugin.backends import Backend, CallableBackend, check_scores
 from rs_plugin.core import SmoothedClassifier
 from rs_plugin.noises import Noise
 
-from .torch import TorchBackend, module_device
+from .torch import TorchBackend, eval_mode, module_device
 
 _TINY = 1e-20  # floor of an averaged probability before its logarithm or a division by it
 _SOFTMAX_STREAM = 0x50F7  # separates the gradients' noise from the core's streams for the same seed
@@ -157,9 +157,7 @@ class _TorchSoftmax:
             grads = torch.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:]), device=device)
         targets = None if labels is None else torch.as_tensor(labels, device=device)
         generator = torch.Generator(device=device).manual_seed(seed)
-        training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             for start in range(0, len(x) * num, batch_size):
                 owner = torch.arange(start, min(len(x) * num, start + batch_size), device=device) // num
                 batch = torch.empty((len(owner), *x.shape[1:]), device=device)
@@ -179,8 +177,6 @@ class _TorchSoftmax:
                         for c in range(k):
                             (grad,) = torch.autograd.grad(p[:, c].sum(), batch, retain_graph=c < k - 1)
                             grads[:, c].index_add_(0, owner, grad)
-        finally:
-            self.model.train(training)
         grads = None if grads is None else (grads / num).cpu().numpy()
         return (probs / num).cpu().numpy(), (votes / num).cpu().numpy(), grads
 

@@ -59,11 +59,15 @@ class Recorder(nn.Module):
         return torch.stack([torch.ones(len(x)), torch.zeros(len(x))], dim=1)
 
 
-def test_batches_are_bounded_and_the_model_mode_is_restored() -> None:
+def test_batches_are_bounded_and_every_submodule_keeps_its_mode() -> None:
     net = Recorder().train()
+    net.dropout.eval()  # a submodule in another mode than its parent must stay so
     cert = SmoothedClassifier(net, 2, 0.5, batch_size=300, seed=0).certify(torch.zeros(3, 5), 100, 1000, 0.01)
     assert net.sizes == [100, 300, 300, 300, 100] and cert.num_samples == 1100
-    assert not any(net.modes) and net.training
+    assert not any(net.modes) and net.training and not net.dropout.training
+    wrapper = nn.Sequential(Recorder().eval())  # a wrapper built in train mode around an eval model
+    SmoothedClassifier(wrapper, 2, 0.5).certify(torch.zeros(3, 5), 10, 10, 0.01)
+    assert wrapper.training and not wrapper[0].training
 
 
 def test_same_seed_same_certificate_and_equal_to_numpy_statistics() -> None:
