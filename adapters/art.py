@@ -21,6 +21,7 @@ from art.estimators.estimator import BaseEstimator, LossGradientsMixin, NeuralNe
 from torch import nn
 
 from rs_plugin.backends import Backend, CallableBackend, check_scores
+from rs_plugin.checks import positive_int, probability
 from rs_plugin.core import SmoothedClassifier
 from rs_plugin.noises import Noise
 
@@ -28,14 +29,6 @@ from .torch import TorchBackend, eval_mode, module_device
 
 _TINY = 1e-20  # floor of an averaged probability before its logarithm or a division by it
 _SOFTMAX_STREAM = 0x50F7  # separates the gradients' noise from the core's streams for the same seed
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
 
 
 def _check_classifier(classifier: Any) -> None:
@@ -282,11 +275,9 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         output: str | None = None,
     ) -> None:
         _check_classifier(classifier)
-        self.num_noise = _positive_int("num_noise", num_noise)
-        self.n0 = _positive_int("n0", n0)
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < 1:
-            raise ValueError(f"alpha must be a float strictly between 0 and 1, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.num_noise = positive_int("num_noise", num_noise)
+        self.n0 = positive_int("n0", n0)
+        self.alpha = probability("alpha", alpha)
         self.smoothed = SmoothedClassifier(
             classifier, classifier.nb_classes, sigma, noise=noise, batch_size=batch_size, seed=seed
         )
@@ -353,7 +344,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         ``batch_size`` overrides the estimator's for this call; ``verbose`` shows a progress bar."""
         x = self._inputs(x)
         default = self.smoothed.batch_size
-        self.smoothed.batch_size = default if batch_size is None else _positive_int("batch_size", batch_size)
+        self.smoothed.batch_size = default if batch_size is None else positive_int("batch_size", batch_size)
         try:
             certificates = self.smoothed.certify_many(x, self.n0, n, self.alpha, progress=verbose)
         finally:
@@ -398,7 +389,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         noisy copy of ``x``; another classifier (refitted from scratch by each ``fit``) fits once on ``nb_epochs``
         noisy copies. Other keyword arguments go to ``f.fit``."""
         x, y = self._inputs(x), np.asarray(y)
-        nb_epochs = _positive_int("nb_epochs", nb_epochs)
+        nb_epochs = positive_int("nb_epochs", nb_epochs)
         if len(y) != len(x):
             raise ValueError(f"y has {len(y)} labels for {len(x)} inputs")
         rng = np.random.default_rng(self._next_seed())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from rs_plugin.backends import base_failed, check_finite, check_scores
+from rs_plugin.checks import positive_int
+from rs_plugin.checks import seed as check_seed
 from rs_plugin.noises import Noise
 from rs_plugin.plugins import make_noise
 
@@ -90,15 +91,6 @@ class TorchBackend:
         return counts.cpu().numpy()
 
 
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as an int; ``TypeError``/``ValueError`` naming ``name`` unless it is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
-
-
 class SmoothedModule(nn.Module):
     """The soft smoothed classifier of Salman et al. (2019) as a differentiable ``nn.Module``.
 
@@ -128,8 +120,7 @@ class SmoothedModule(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Module):
             raise TypeError(f"base must be a torch.nn.Module returning logits, got {type(base).__name__}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"seed must be None or a non-negative int, got {seed!r}")
+        check_seed("seed", seed)
         self.noise = make_noise(noise, sigma)
         self.sigma = self.noise.sigma
         self.num_noise = positive_int("num_noise", num_noise)

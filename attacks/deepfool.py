@@ -11,7 +11,9 @@ import torchattacks
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..adapters.torch import eval_mode, module_device, positive_int
+from rs_plugin.checks import positive_int
+
+from ..adapters.torch import eval_mode, module_device
 from .smoothadv import check_images, check_labels
 
 

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchattacks.attack import Attack
 
-from ..adapters.torch import SmoothedModule, positive_int
+from rs_plugin.checks import positive_int
+
+from ..adapters.torch import SmoothedModule
 
 
 def per_example(name: str, value: Any, batch: int | None, device: Any = "cpu") -> torch.Tensor:

@@ -16,9 +16,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rs_plugin.certificate import ABSTAIN
+from rs_plugin.checks import positive_int, probability
 from rs_plugin.core import SmoothedClassifier
 
-from ..adapters.torch import eval_mode, module_device, positive_int
+from ..adapters.torch import eval_mode, module_device
 from .smoothadv import SmoothAdvPGD, check_images, check_labels
 
 
@@ -144,8 +145,7 @@ def tightness_experiment(
     )
     predict_n = positive_int("predict_n", predict_n)
     for name, value in (("alpha", alpha), ("predict_alpha", predict_alpha), ("confidence", confidence)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-            raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
+        probability(name, value)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     x = torch.as_tensor(x, dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.detach().float()

@@ -14,26 +14,12 @@ from tqdm.auto import tqdm
 from . import sequential
 from .bounds import lower_confidence_bound, top_two_differ
 from .certificate import ABSTAIN, Certificate
+from .checks import positive_int, probability
+from .checks import seed as check_seed
 from .plugins import make_backend, make_noise
 
 # Independent random streams: calls without an index, and per-example streams for each purpose.
 _CALL, _CERTIFY, _PREDICT, _COUNTS = range(4)
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return int(value)
-
-
-def _alpha(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha must be a float, got {type(alpha).__name__}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    return float(alpha)
 
 
 def _radii(target_radius: float | Sequence[float]) -> list[float]:
@@ -71,10 +57,9 @@ class SmoothedClassifier:
             raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"seed must be None or a non-negative int, got {seed!r}")
+        check_seed("seed", seed)
         self.noise = make_noise(noise, sigma)
-        self.batch_size = _count("batch_size", batch_size)
+        self.batch_size = positive_int("batch_size", batch_size)
         self.num_classes = int(num_classes)
         self.sigma = self.noise.sigma
         self.seed = seed
@@ -90,13 +75,11 @@ class SmoothedClassifier:
         )
 
     def _generator(self, purpose: int, index: int | None) -> Any:
-        if index is None:
+        if check_seed("index", index) is None:
             key: tuple[int, ...] = (_CALL, self._calls)
             self._calls += 1
-        elif isinstance(index, numbers.Integral) and not isinstance(index, bool) and index >= 0:
-            key = (purpose, int(index))
         else:
-            raise ValueError(f"index must be None or a non-negative int, got {index!r}")
+            key = (purpose, int(index))
         state = np.random.SeedSequence(self._entropy, spawn_key=key).generate_state(1, np.uint64)
         return self.backend.generator(int(state[0]))
 
@@ -105,7 +88,7 @@ class SmoothedClassifier:
 
     def counts(self, x: Any, num: int, *, index: int | None = None) -> np.ndarray:
         """Class counts (length ``num_classes``) of the base classifier on ``num`` noisy copies of ``x``."""
-        num = _count("num", num)
+        num = positive_int("num", num)
         prepared = self.backend.prepare(x)
         return self._counts(prepared, num, self._generator(_COUNTS, index))
 
@@ -115,7 +98,7 @@ class SmoothedClassifier:
         With probability at least ``1 - alpha`` a returned class is g(x) (two-sided binomial test of the
         top two counts among ``n`` samples; abstains when its p-value exceeds ``alpha``).
         """
-        n, alpha = _count("n", n), _alpha(alpha)
+        n, alpha = positive_int("n", n), probability("alpha", alpha)
         prepared = self.backend.prepare(x)
         counts = self._counts(prepared, n, self._generator(_PREDICT, index))
         first, second = np.argsort(counts, kind="stable")[::-1][:2]
@@ -142,7 +125,7 @@ class SmoothedClassifier:
         whether the radius is certified, drawing at most ``n`` estimation samples, with the same
         guarantee (see :mod:`rs_plugin.sequential`); ``num_samples`` reports what was used.
         """
-        n0, n, alpha = _count("n0", n0), _count("n", n), _alpha(alpha)
+        n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
         radii = None if target_radius is None else _radii(target_radius)
         prepared = self.backend.prepare(x)
         generator = self._generator(_CERTIFY, index)
