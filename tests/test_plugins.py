@@ -143,3 +143,18 @@ def test_misspelt_hook_in_an_installed_plugin_is_caught(tmp_path: Path) -> None:
     done = run_python("import rs_plugin; rs_plugin.get_plugin_manager()", site)
     assert done.returncode != 0
     assert "PluginValidationError" in done.stderr and "rs_plugin_add_noise" in done.stderr
+
+
+def test_smoothed_model_and_attack_are_found_by_name() -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchattacks")
+    from rs_plugin.plugins import attacks, models
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    smoothed = models()["smoothed"](net, 0.5, num_noise=8, seed=0)
+    log_probs = smoothed(torch.rand(2, 1, 4))
+    assert log_probs.shape == (2, 3) and torch.allclose(log_probs.exp().sum(1), torch.ones(2))
+    attack = attacks()["smoothadv_pgd"](net, 0.5, 0.3, steps=2, num_noise=4)
+    images = torch.rand(2, 1, 4)
+    adversarial = attack(images, torch.tensor([0, 1]))
+    assert ((adversarial - images).flatten(1).norm(dim=1) <= 0.3 + 1e-5).all()
