@@ -143,7 +143,7 @@ def save_plot(path: Path, result: Any, deepfool: np.ndarray | None, args: argpar
         xlabel="radius (l2)",
         ylabel="accuracy",
         ylim=(0, 1.02),
-        title=f"{args.dataset}: certified (smoothed) vs empirical (undefended)",
+        title=f"{args.dataset}: certified vs empirical robust accuracy",
     )
     ax.legend(loc="lower left")
     fig.tight_layout()

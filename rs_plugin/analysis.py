@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .checks import probability
 from .results import Results, ResultsError
 
 
@@ -56,9 +57,8 @@ def high_probability_accuracy(
     ``accuracy - alpha - sqrt(alpha (1 - alpha) log(1/rho) / m) - log(1/rho) / (3 m)``, the bound
     computed by the paper's ``analyze.py``; values below 0 are reported as 0 (still a valid bound).
     """
-    for name, value in (("alpha", alpha), ("rho", rho)):
-        if not 0 < value < 1:
-            raise ValueError(f"{name} must lie strictly between 0 and 1, got {value}")
+    probability("alpha", alpha)
+    probability("rho", rho)
     accuracy = certified_accuracy(results, radii)
     m, log = len(results), math.log(1 / rho)
     bound = accuracy - alpha - math.sqrt(alpha * (1 - alpha) * log / m) - log / (3 * m)

@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .checks import positive_int, probability
 from .core import SmoothedClassifier
 from .executors import Executor, LocalExecutor
 from .plugins import make_noise
@@ -117,10 +118,8 @@ class DatasetTask:
         if self.split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
         for name in ("n0", "n", "batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must lie strictly between 0 and 1, got {self.alpha}")
+            positive_int(name, getattr(self, name))
+        probability("alpha", self.alpha)
         make_noise(self.noise, self.sigma)  # a known noise family, a valid sigma
         if self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed}")

@@ -158,3 +158,31 @@ def test_smoothed_model_and_attack_are_found_by_name() -> None:
     images = torch.rand(2, 1, 4)
     adversarial = attack(images, torch.tensor([0, 1]))
     assert ((adversarial - images).flatten(1).norm(dim=1) <= 0.3 + 1e-5).all()
+
+
+def test_core_and_analyze_work_without_the_optional_frameworks() -> None:
+    """With torch, torchvision, ART, torchattacks, Ray, scikit-learn and matplotlib unimportable, the core
+    certifies a numpy classifier, lists its plugins and analyzes the paper's logs."""
+    log = Path(__file__).parent / "data/cohen2019/data/certify/cifar10/resnet110/noise_0.25/test/sigma_0.25"
+    code = textwrap.dedent(f"""
+        import sys
+        BLOCKED = {{"torch", "torchvision", "art", "torchattacks", "ray", "sklearn", "matplotlib"}}
+
+        class Uninstalled:
+            def find_spec(self, name, path, target=None):
+                if name.partition(".")[0] in BLOCKED:
+                    raise ImportError(f"No module named {{name!r}}")
+
+        sys.meta_path.insert(0, Uninstalled())
+        import numpy as np
+        import rs_plugin
+        from rs_plugin.cli import main
+        from rs_plugin.plugins import describe_plugins
+        g = rs_plugin.SmoothedClassifier(lambda b: (b[:, 0] > 0).astype(np.int64), 2, 0.5, seed=0)
+        print(g.certify(np.array([1.0, 0.0], np.float32), 100, 1000, 0.001).prediction)
+        print(len(describe_plugins()))
+        sys.exit(main(["analyze", {str(log)!r}, "--radii", "0.5", "--json"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == ["1", "7"] and '"0.5": 0.428' in done.stdout
