@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -20,6 +22,17 @@ def probability(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
         raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
     return float(value)
+
+
+def radii(name: str, value: float | Sequence[float]) -> list[float]:
+    """``value`` (one radius or a sequence of them) as a list of floats; ``ValueError`` unless it holds at least
+    one radius and every one is a finite number >= 0."""
+    values = [value] if isinstance(value, numbers.Real) else list(value)
+    if not values or not all(
+        isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) and r >= 0 for r in values
+    ):
+        raise ValueError(f"{name} must be a finite radius >= 0 or a non-empty list of them, got {values}")
+    return [float(r) for r in values]
 
 
 def seed(name: str, value: Any) -> int | None:

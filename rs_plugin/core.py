@@ -14,21 +14,12 @@ from tqdm.auto import tqdm
 from . import sequential
 from .bounds import lower_confidence_bound, top_two_differ
 from .certificate import ABSTAIN, Certificate
-from .checks import positive_int, probability
+from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
 from .plugins import make_backend, make_noise
 
 # Independent random streams: calls without an index, and per-example streams for each purpose.
 _CALL, _CERTIFY, _PREDICT, _COUNTS = range(4)
-
-
-def _radii(target_radius: float | Sequence[float]) -> list[float]:
-    radii = [target_radius] if isinstance(target_radius, numbers.Real) else list(target_radius)
-    if not radii or not all(
-        isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) and r >= 0 for r in radii
-    ):
-        raise ValueError(f"target_radius must be a finite radius >= 0 or a non-empty list of them, got {radii}")
-    return [float(r) for r in radii]
 
 
 class SmoothedClassifier:
@@ -126,11 +117,11 @@ class SmoothedClassifier:
         guarantee (see :mod:`rs_plugin.sequential`); ``num_samples`` reports what was used.
         """
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
-        radii = None if target_radius is None else _radii(target_radius)
+        targets = None if target_radius is None else radii("target_radius", target_radius)
         prepared = self.backend.prepare(x)
         generator = self._generator(_CERTIFY, index)
         selected = int(np.argmax(self._counts(prepared, n0, generator)))
-        if radii is None:
+        if targets is None:
             count, used = int(self._counts(prepared, n, generator)[selected]), n
             p_lower = lower_confidence_bound(count, n, alpha)
         else:
@@ -138,7 +129,7 @@ class SmoothedClassifier:
                 lambda m: int(self._counts(prepared, m, generator)[selected]),
                 n,
                 alpha,
-                [self.noise.p_needed(r) for r in radii],
+                [self.noise.p_needed(r) for r in targets],
             )
         if p_lower < 0.5:
             prediction, radius = ABSTAIN, 0.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .checks import positive_int, probability
+from .checks import positive_int, probability, radii
 from .core import SmoothedClassifier
 from .executors import Executor, LocalExecutor
 from .plugins import make_noise
@@ -124,12 +123,9 @@ class DatasetTask:
         if self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed}")
         if self.target_radius is not None:
-            radii = (self.target_radius,) if isinstance(self.target_radius, (int, float)) else self.target_radius
-            object.__setattr__(self, "target_radius", tuple(float(r) for r in radii))
             if self.mode != "certify":
                 raise ValueError("target_radius applies to certify only")
-            if not self.target_radius or not all(math.isfinite(r) and r >= 0 for r in self.target_radius):
-                raise ValueError(f"target_radius must be finite radii >= 0, got {list(self.target_radius)}")
+            object.__setattr__(self, "target_radius", tuple(radii("target_radius", self.target_radius)))
 
     @property
     def columns(self) -> tuple[str, ...]:
