@@ -41,6 +41,13 @@ def module_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def num_logits(model: nn.Module, x: torch.Tensor) -> int:
+    """How many logits ``model`` returns: one forward pass on the first input of the batch ``x`` (on the model's
+    device, every submodule in eval mode, no gradient)."""
+    with torch.no_grad(), eval_mode(model):
+        return int(model(x[:1].to(module_device(model))).shape[-1])
+
+
 class TorchBackend:
     """Evaluates an ``nn.Module`` returning logits ``(B, num_classes)`` on noisy batches.
 

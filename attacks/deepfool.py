@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from rs_plugin.checks import positive_int
 
-from ..adapters.torch import eval_mode, module_device
+from ..adapters.torch import eval_mode, module_device, num_logits
 from .smoothadv import check_images, check_labels
 
 
@@ -51,9 +51,7 @@ def deepfool_radii(
     trainable = [p for p in model.parameters() if p.requires_grad]
     try:
         with eval_mode(model):
-            with torch.no_grad():
-                num_classes = model(x[:1].to(device)).shape[-1]
-            check_labels("y", y, len(x), num_classes)
+            check_labels("y", y, len(x), num_logits(model, x))
             attack = torchattacks.DeepFool(model, steps=steps, overshoot=overshoot)
             for p in trainable:
                 p.requires_grad_(False)

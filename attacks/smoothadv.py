@@ -12,7 +12,7 @@ from torchattacks.attack import Attack
 
 from rs_plugin.checks import positive_int
 
-from ..adapters.torch import SmoothedModule
+from ..adapters.torch import SmoothedModule, num_logits
 
 
 def per_example(name: str, value: Any, batch: int | None, device: Any = "cpu") -> torch.Tensor:
@@ -119,8 +119,7 @@ class SmoothAdvPGD(Attack):
         smoothed: SmoothedModule = self.model
         check_images(images)
         images = images.detach().to(self.device)
-        with torch.no_grad():
-            num_classes = smoothed.base(images[:1]).shape[-1]
+        num_classes = num_logits(smoothed.base, images)
         check_labels("labels", labels, len(images), num_classes)
         labels = labels.detach().to(self.device)
         eps = per_example("eps", self.eps, len(images), images.device)

@@ -19,7 +19,7 @@ from rs_plugin.certificate import ABSTAIN
 from rs_plugin.checks import positive_int, probability
 from rs_plugin.core import SmoothedClassifier
 
-from ..adapters.torch import eval_mode, module_device
+from ..adapters.torch import num_logits
 from .smoothadv import SmoothAdvPGD, check_images, check_labels
 
 
@@ -151,9 +151,7 @@ def tightness_experiment(
     x = torch.as_tensor(x, dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.detach().float()
     y = torch.as_tensor(y) if not isinstance(y, torch.Tensor) else y.detach()
     check_images(x)
-    device = module_device(base)
-    with torch.no_grad(), eval_mode(base):
-        num_classes = int(base(x[:1].to(device)).shape[-1])
+    num_classes = num_logits(base, x)
     check_labels("y", y, len(x), num_classes)
     names = list(range(len(x))) if indices is None else [int(i) for i in indices]
     if len(names) != len(x) or len(set(names)) != len(names) or min(names) < 0:
