@@ -20,15 +20,17 @@ from art.estimators.classification.scikitlearn import ScikitlearnLogisticRegress
 from art.estimators.estimator import BaseEstimator, LossGradientsMixin, NeuralNetworkMixin
 from torch import nn
 
-from rs_plugin.backends import Backend, CallableBackend, check_scores
+from rs_plugin import checks, engine
+from rs_plugin.backends import Backend, CallableBackend, check_scores, diverged
 from rs_plugin.checks import positive_int, probability
 from rs_plugin.core import SmoothedClassifier
+from rs_plugin.engine import NumpyStream
 from rs_plugin.noises import Noise
+from rs_plugin.seeding import fresh_entropy, stream_seed
 
-from .torch import TorchBackend, eval_mode, module_device
+from .torch import TorchBackend, TorchStream, check_logits, eval_mode, module_device, noisy_batches
 
 _TINY = 1e-20  # floor of an averaged probability before its logarithm or a division by it
-_SOFTMAX_STREAM = 0x50F7  # separates the gradients' noise from the core's streams for the same seed
 
 
 def _check_classifier(classifier: Any) -> None:
@@ -85,11 +87,11 @@ class _CheckedShape:
             )
         return self.backend.prepare(x)
 
-    def generator(self, seed: int) -> Any:
-        return self.backend.generator(seed)
+    def stream(self, noise: Noise, seed: int) -> Any:
+        return self.backend.stream(noise, seed)
 
-    def counts(self, x: Any, num: int, noise: Noise, generator: Any, batch_size: int) -> np.ndarray:
-        return self.backend.counts(x, num, noise, generator, batch_size)
+    def counts(self, xs: Any, nums: Any, streams: Any, batch_size: int) -> np.ndarray:
+        return self.backend.counts(xs, nums, streams, batch_size)
 
 
 def art_backend(classifier: Any, num_classes: int, device: Any = None) -> Backend:
@@ -133,7 +135,8 @@ def _add_rows(total: np.ndarray, owner: np.ndarray, values: np.ndarray) -> None:
 
 class _TorchSoftmax:
     """Votes and noise-averaged softmax of a torch model, and the softmax's input gradients, computed on the
-    model's device with at most ``batch_size`` noisy copies (and their autograd graph) in memory at a time."""
+    model's device by the torch noisy-evaluation loop, with at most ``batch_size`` noisy copies (and their autograd
+    graph) in memory at a time. Input ``e`` draws from the stream ``stream_seed(seed, "input", e)``."""
 
     def __init__(self, model: nn.Module, num_classes: int, noise: Noise, probabilities: bool) -> None:
         self.model, self.num_classes, self.noise, self.probabilities = model, num_classes, noise, probabilities
@@ -142,41 +145,31 @@ class _TorchSoftmax:
         self, x: np.ndarray, num: int, seed: int, batch_size: int, labels: np.ndarray | None, gradient: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         device, k = module_device(self.model), self.num_classes
-        inputs = torch.as_tensor(x, device=device)
-        probs = torch.zeros(len(x), k, device=device)
-        votes = torch.zeros(len(x), k, device=device)
-        grads = None
-        if gradient:
-            grads = torch.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:]), device=device)
+        inputs = torch.as_tensor(x, device=device).requires_grad_(gradient)
+        probs, votes = torch.zeros(len(x), k, device=device), torch.zeros(len(x), k, device=device)
+        grads = torch.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:]), device=device)
         targets = None if labels is None else torch.as_tensor(labels, device=device)
-        generator = torch.Generator(device=device).manual_seed(seed)
-        with eval_mode(self.model):
-            for start in range(0, len(x) * num, batch_size):
-                owner = torch.arange(start, min(len(x) * num, start + batch_size), device=device) // num
-                batch = torch.empty((len(owner), *x.shape[1:]), device=device)
-                self.noise.sample_torch(batch, generator)
-                batch += inputs[owner]
-                with torch.set_grad_enabled(gradient):
-                    batch.requires_grad_(gradient)
-                    scores = self.model(batch)
-                    check_scores(tuple(scores.shape), len(owner), k)
-                    p = scores if self.probabilities else scores.softmax(1)
-                    probs.index_add_(0, owner, p.detach())
-                    votes.index_add_(0, owner, nn.functional.one_hot(scores.detach().argmax(1), k).float())
-                    if gradient and targets is not None:
-                        (grad,) = torch.autograd.grad(p.gather(1, targets[owner, None]).sum(), batch)
-                        grads.index_add_(0, owner, grad)
-                    elif gradient:
-                        for c in range(k):
-                            (grad,) = torch.autograd.grad(p[:, c].sum(), batch, retain_graph=c < k - 1)
-                            grads[:, c].index_add_(0, owner, grad)
-        grads = None if grads is None else (grads / num).cpu().numpy()
+        streams = [TorchStream(self.noise, stream_seed(seed, "input", e), device) for e in range(len(x))]
+        with eval_mode(self.model), torch.set_grad_enabled(gradient):
+            for batch, owner in noisy_batches(inputs, [num] * len(x), streams, batch_size, differentiable=gradient):
+                scores = self.model(batch)
+                check_logits(scores, len(owner), k)
+                p = scores if self.probabilities else scores.softmax(1)
+                probs.index_add_(0, owner, p.detach())
+                votes.index_add_(0, owner, nn.functional.one_hot(scores.detach().argmax(1), k).float())
+                if gradient and targets is not None:
+                    grads += torch.autograd.grad(p.gather(1, targets[owner, None]).sum(), inputs)[0]
+                elif gradient:
+                    for c in range(k):
+                        grads[:, c] += torch.autograd.grad(p[:, c].sum(), inputs, retain_graph=c < k - 1)[0]
+        grads = (grads / num).cpu().numpy() if gradient else None
         return (probs / num).cpu().numpy(), (votes / num).cpu().numpy(), grads
 
 
 class _ArtSoftmax:
     """Votes and noise-averaged softmax of any ART classifier, and the softmax's input gradients composed from
-    the classifier's own ``class_gradient`` on the noisy copies (``batch_size`` of them at a time)."""
+    the classifier's own ``class_gradient`` on the noisy copies, from the numpy noisy-evaluation loop
+    (``batch_size`` copies at a time; input ``e`` draws from the stream ``stream_seed(seed, "input", e)``)."""
 
     def __init__(
         self, classifier: Any, num_classes: int, noise: Noise, probabilities: bool, gradient_of_logits: bool
@@ -187,16 +180,15 @@ class _ArtSoftmax:
     def average(
         self, x: np.ndarray, num: int, seed: int, batch_size: int, labels: np.ndarray | None, gradient: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        rng, k = np.random.default_rng(seed), self.num_classes
+        k = self.num_classes
         probs, votes = np.zeros((len(x), k)), np.zeros((len(x), k))
         grads = np.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:])) if gradient else None
-        for start in range(0, len(x) * num, batch_size):
-            owner = np.arange(start, min(len(x) * num, start + batch_size)) // num
-            batch = np.empty((len(owner), *x.shape[1:]), dtype=np.float32)
-            self.noise.sample(rng, batch)
-            batch += x[owner]
+        streams = [NumpyStream(self.noise, stream_seed(seed, "input", e)) for e in range(len(x))]
+        for batch, owner in engine.noisy_batches(x, [num] * len(x), streams, batch_size):
             scores = np.asarray(self.classifier.predict(batch), dtype=np.float64)
             check_scores(scores.shape, len(owner), k)
+            if not np.isfinite(scores).all():
+                raise diverged("scores", len(owner))
             p = scores if self.probabilities else _softmax(scores)
             _add_rows(probs, owner, p)
             np.add.at(votes, (owner, scores.argmax(axis=1)), 1)
@@ -293,7 +285,8 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             # probabilities (two), whatever its predict returns.
             logits = self.nb_classes > 2 if isinstance(classifier, ScikitlearnLogisticRegression) else not probabilities
             self._softmax = _ArtSoftmax(classifier, self.nb_classes, self.smoothed.noise, probabilities, logits)
-        self._stream = np.random.SeedSequence(None if seed is None else [seed, _SOFTMAX_STREAM])
+        self._root = fresh_entropy() if seed is None else seed
+        self._calls = 0
 
     def __repr__(self) -> str:
         return (
@@ -392,21 +385,22 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         nb_epochs = positive_int("nb_epochs", nb_epochs)
         if len(y) != len(x):
             raise ValueError(f"y has {len(y)} labels for {len(x)} inputs")
-        rng = np.random.default_rng(self._next_seed())
+        stream = NumpyStream(self.smoothed.noise, self._next_seed())
 
         def noisy(copies: int) -> np.ndarray:
-            batch = np.empty((copies * len(x), *x.shape[1:]), dtype=np.float32)
-            self.smoothed.noise.sample(rng, batch)
-            return batch + np.tile(x, (copies,) + (1,) * (x.ndim - 1))
+            """``copies`` noisy copies of every input (consecutive), from the engine's numpy loop."""
+            return next(engine.noisy_batches(x, [copies] * len(x), stream, copies * len(x)))[0].copy()
 
         if isinstance(self.classifier, NeuralNetworkMixin):
             for _ in range(nb_epochs):
                 self.classifier.fit(noisy(1), y, batch_size=batch_size, nb_epochs=1, **kwargs)
         else:
-            self.classifier.fit(noisy(nb_epochs), np.concatenate([y] * nb_epochs), **kwargs)
+            self.classifier.fit(noisy(nb_epochs), np.repeat(y, nb_epochs, axis=0), **kwargs)
 
     def _next_seed(self) -> int:
-        return int(self._stream.spawn(1)[0].generate_state(1, np.uint64)[0])
+        """The seed of the next call's noise: ``stream_seed(seed, "estimator", call)``."""
+        self._calls += 1
+        return stream_seed(self._root, "estimator", self._calls - 1)
 
     def _average(self, x: np.ndarray, labels: np.ndarray | None, gradient: bool) -> tuple[np.ndarray, ...]:
         """Averaged softmax, vote frequencies and (``gradient``) gradients, over ``num_noise`` fresh draws."""
@@ -418,6 +412,14 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             raise ValueError(f"x must be a batch of shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError(f"x contains NaN or infinite values (shape {x.shape})")
+        if self.clip_values is not None:
+            low, high = float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1]))
+            slack = 1e-3 * (high - low)
+            if x.size and (x.min() < low - slack or x.max() > high + slack):
+                raise ValueError(
+                    f"x has values in [{x.min():g}, {x.max():g}], outside the classifier's clip_values "
+                    f"[{low:g}, {high:g}]: scale x to that range (sigma={self.sigma} is measured in it)"
+                )
         return x
 
     def _labels(self, y: Any, n: int) -> np.ndarray:
@@ -429,13 +431,8 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         return self._class_labels(y, n)
 
     def _class_labels(self, label: Any, n: int) -> np.ndarray:
-        labels = np.full(n, label) if isinstance(label, numbers.Integral) else np.asarray(label)
-        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"label must be a class index or {n} of them, got {label!r}")
-        outside = labels[(labels < 0) | (labels >= self.nb_classes)]
-        if len(outside):
-            raise ValueError(f"label must lie in [0, nb_classes={self.nb_classes}), got {outside[:5].tolist()}")
-        return labels.astype(np.int64)
+        labels = np.full(n, label) if isinstance(label, numbers.Integral) else label
+        return checks.labels("label", labels, n, self.nb_classes)
 
 
 class SmoothedNeuralNetwork(SmoothedEstimator, NeuralNetworkMixin):

@@ -1,46 +1,21 @@
-"""Datasets as ``(x, label)`` sequences with inputs in ``[0, 1]``: digits built in, CIFAR-10 and ImageNet
-from a local folder (nothing is ever downloaded)."""
+"""CIFAR-10 and ImageNet from a local folder as torch datasets of ``(x in [0, 1], label)`` (nothing is ever
+downloaded), and small helpers between datasets and tensors. Digits lives in :mod:`rs_plugin.datasets`."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
-NUM_CLASSES = {"digits": 10, "cifar10": 10, "imagenet": 1000}
-DIGITS_TEST_SIZE = 360
+from rs_plugin.datasets import DIGITS_TEST_SIZE, NUM_CLASSES, digits_arrays, load_dataset
 
-
-def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 8x8 digits as ``(x (N, 1, 8, 8) float32 in [0, 1], y (N,) int64)``.
-
-    A fixed shuffle (seed 0) puts 360 examples in ``test`` and the other 1437 in ``train``.
-    """
-    from sklearn.datasets import load_digits
-
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    data = load_digits()
-    order = np.random.default_rng(0).permutation(len(data.target))
-    chosen = order[:DIGITS_TEST_SIZE] if split == "test" else order[DIGITS_TEST_SIZE:]
-    x = (data.images[chosen] / 16.0).astype(np.float32)[:, None]
-    return x, data.target[chosen].astype(np.int64)
+__all__ = ["DIGITS_TEST_SIZE", "NUM_CLASSES", "as_tensors", "digits_arrays", "image_folder_dataset", "load_dataset"]
 
 
-def load_dataset(name: str, split: str = "test", data_dir: str | os.PathLike | None = None) -> Dataset:
-    """The dataset ``name`` (``digits``, ``cifar10`` or ``imagenet``) as a torch ``Dataset`` of ``(x, label)``.
-
-    CIFAR-10 is read from ``data_dir`` as torchvision stores it (``cifar-10-batches-py``); ImageNet from
-    ``data_dir/train`` or ``data_dir/val`` as class folders (resized to 256, centre-cropped to 224).
-    """
-    if name not in NUM_CLASSES:
-        raise ValueError(f"dataset: unknown dataset {name!r}; known: {', '.join(NUM_CLASSES)}")
-    if name == "digits":
-        x, y = digits_arrays(split)
-        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+def image_folder_dataset(name: str, split: str, data_dir: str | os.PathLike | None) -> Dataset:
+    """``cifar10`` from ``data_dir`` as torchvision stores it, or ``imagenet`` from ``data_dir/{train,val}``."""
     if data_dir is None:
         raise ValueError(f"data_dir: the {name} dataset is read from a local folder; give its path")
     if not os.path.isdir(data_dir):
@@ -62,4 +37,4 @@ def load_dataset(name: str, split: str = "test", data_dir: str | os.PathLike | N
 def as_tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """All of a small ``(x, label)`` dataset stacked into two tensors."""
     xs, ys = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
-    return torch.stack(list(xs)), torch.as_tensor(ys)
+    return torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys)

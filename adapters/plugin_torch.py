@@ -1,5 +1,4 @@
-"""Entry-point plugin: ``torch.nn.Module`` base classifiers use :class:`rs_plugin.adapters.torch.TorchBackend`,
-and the model ``"smoothed"`` is :class:`rs_plugin.adapters.torch.SmoothedModule` (for torchattacks).
+"""Entry-point plugin: ``torch.nn.Module`` base classifiers use :class:`rs_plugin.adapters.torch.TorchBackend`.
 
 Imports torch only when a model could be a torch module (torch already imported), so that the core
 works without torch installed.
@@ -21,14 +20,3 @@ def rs_plugin_make_backend(model: Any, num_classes: int, device: Any) -> Any:
     from .torch import TorchBackend
 
     return TorchBackend(model, num_classes, device)
-
-
-def _smoothed_module(base: Any, sigma: float, **options: Any) -> Any:
-    from .torch import SmoothedModule
-
-    return SmoothedModule(base, sigma, **options)
-
-
-@hookimpl
-def rs_plugin_add_models() -> dict[str, Any]:
-    return {"smoothed": _smoothed_module}

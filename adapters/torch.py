@@ -1,24 +1,28 @@
-"""Torch support: the backend that certifies ``nn.Module`` base classifiers, and the differentiable soft smoothed
-classifier that attacks take as their model."""
+"""Torch support: the torch noisy-evaluation loop (device samplers for the built-in noises, numpy sampling for any
+other), the backend that certifies ``nn.Module`` base classifiers with it, and the differentiable soft smoothed
+classifier that attacks and training take as their model."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import math
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rs_plugin.backends import base_failed, check_finite, check_scores
+from rs_plugin import checks
+from rs_plugin.backends import base_failed, check_finite, check_scores, diverged
 from rs_plugin.checks import positive_int
 from rs_plugin.checks import seed as check_seed
-from rs_plugin.noises import Noise
+from rs_plugin.engine import NumpyStream, owners, per_example, plan
+from rs_plugin.noises import Gaussian, Laplace, Noise, Uniform
 from rs_plugin.plugins import make_noise
+from rs_plugin.seeding import stream_seed
 
 
 @contextlib.contextmanager
@@ -48,15 +52,133 @@ def num_logits(model: nn.Module, x: torch.Tensor) -> int:
         return int(model(x[:1].to(module_device(model))).shape[-1])
 
 
-class TorchBackend:
-    """Evaluates an ``nn.Module`` returning logits ``(B, num_classes)`` on noisy batches.
+def _laplace(noise: Laplace, out: torch.Tensor, generator: torch.Generator) -> None:
+    pairs = out.new_empty((*out.shape, 2)).exponential_(1.0, generator=generator)
+    torch.sub(pairs[..., 0], pairs[..., 1], out=out).mul_(noise.scale)
 
-    Noise is drawn on the model's device by a seeded ``torch.Generator`` into one reused batch buffer,
-    under ``torch.inference_mode`` and with the model in eval mode (its mode is restored afterwards);
-    counts stay on the device until the end. ``device`` (if given) moves the model there.
+
+DEVICE_SAMPLERS: dict[type[Noise], Callable[[Any, torch.Tensor, torch.Generator], Any]] = {
+    Gaussian: lambda noise, out, generator: out.normal_(0.0, noise.sigma, generator=generator),
+    Laplace: _laplace,
+    Uniform: lambda noise, out, generator: out.uniform_(-noise.half_width, noise.half_width, generator=generator),
+}
+"""Samplers that draw a built-in noise on the tensor's own device; any other noise is sampled by numpy."""
+
+
+class TorchStream:
+    """One random stream of one noise for tensors on ``device``, seeded with ``seed`` (None: fresh entropy).
+
+    Built-in noises are drawn on the device by a ``torch.Generator`` (:attr:`generator`); any other noise by its
+    numpy sampler, copied to the device, so a noise plugin needs no torch code. The device samplers always draw
+    whole blocks of :data:`BLOCK` values (leftovers are kept for the next :meth:`fill`), so the values a stream
+    yields do not depend on how they are asked for: results do not depend on the batch size.
+    """
+
+    BLOCK: ClassVar[dict[str, int]] = {"cpu": 4096, "cuda": 1 << 20}
+    """Values per sampler call, per device type (a multiple of 16, the width of torch's CPU normal sampler)."""
+
+    def __init__(self, noise: Noise, seed: int | None, device: Any = "cpu") -> None:
+        self.noise = noise
+        self._sampler = DEVICE_SAMPLERS.get(type(noise))
+        self.generator: torch.Generator | None = None
+        self._numpy: NumpyStream | None = None
+        if self._sampler is None:
+            self._numpy = NumpyStream(noise, seed)
+            return
+        self.generator = torch.Generator(device=device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+        device = torch.device(device)
+        self._block = self.BLOCK.get(device.type, self.BLOCK["cuda"])
+        self._carry = torch.empty(self._block, device=device)
+        self._carried = 0  # values still unused at the end of _carry
+
+    def fill(self, out: torch.Tensor) -> torch.Tensor:
+        """Fill ``out`` in place with the stream's next noise values; returns ``out``."""
+        if self._numpy is not None:
+            out.copy_(torch.from_numpy(self._numpy.fill(np.empty(tuple(out.shape), dtype=np.float32))))
+            return out
+        flat = out.view(-1) if out.is_contiguous() else torch.empty(out.numel(), dtype=out.dtype, device=out.device)
+        taken = min(self._carried, len(flat))
+        flat[:taken] = self._carry[self._block - self._carried : self._block - self._carried + taken]
+        self._carried -= taken
+        whole = (len(flat) - taken) // self._block * self._block
+        self._draw(flat[taken : taken + whole])
+        rest = len(flat) - taken - whole
+        if rest:
+            self._draw(self._carry)
+            flat[taken + whole :] = self._carry[:rest]
+            self._carried = self._block - rest
+        if flat.data_ptr() != out.data_ptr():
+            out.copy_(flat.view(out.shape))
+        return out
+
+    def _draw(self, flat: torch.Tensor) -> None:
+        """Fill ``flat`` (a whole number of blocks): one sampler call per block (on CPU one call for all, which
+        draws the same values)."""
+        step = len(flat) if flat.device.type == "cpu" else self._block
+        for start in range(0, len(flat), max(step, 1)):
+            self._sampler(self.noise, flat[start : start + step], self.generator)
+
+
+def noisy_batches(
+    xs: torch.Tensor,
+    nums: Sequence[int],
+    streams: TorchStream | Sequence[TorchStream],
+    batch_size: int,
+    *,
+    differentiable: bool = False,
+    buffer: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The torch noisy-evaluation loop: batches ``(inputs, owner)`` of ``nums[e]`` copies of ``xs[e] + noise`` from
+    ``streams[e]`` (one stream, or one per example), ``owner[i]`` the example of row ``i``, at most ``batch_size``
+    rows each, on ``xs``'s device, in the order of :func:`rs_plugin.engine.plan`.
+
+    With ``differentiable`` each batch is a new tensor through which gradients flow back to ``xs``; otherwise the
+    noisy copies are written into one reused buffer (``buffer`` if it is large enough): consume each batch
+    before asking for the next.
+    """
+    streams = per_example(streams, len(xs))
+    rows, shape = min(batch_size, sum(nums)), tuple(xs.shape[1:])
+    if not differentiable and (buffer is None or len(buffer) < rows or tuple(buffer.shape[1:]) != shape):
+        buffer = torch.empty((rows, *shape), dtype=xs.dtype, device=xs.device)
+    for segments in plan(nums, batch_size):
+        size = sum(count for _, count in segments)
+        noise = torch.empty((size, *shape), dtype=xs.dtype, device=xs.device) if differentiable else buffer[:size]
+        start = 0
+        for example, count in segments:
+            part = streams[example].fill(noise[start : start + count])
+            if not differentiable:
+                part.add_(xs[example])
+            start += count
+        owner = torch.as_tensor(owners(segments), device=xs.device)
+        yield (xs[owner] + noise if differentiable else noise), owner
+
+
+def check_logits(logits: Any, batch: int, num_classes: int | None, input_shape: tuple[int, ...] = ()) -> None:
+    """``ValueError`` unless ``logits`` are finite scores ``(batch, num_classes)`` (any number of classes when
+    ``num_classes`` is None): a diverged model's output is never used."""
+    shape = tuple(getattr(logits, "shape", ()))
+    if num_classes is None and len(shape) != 2:
+        raise ValueError(f"base returned an output of shape {shape} for {batch} inputs; expected logits ({batch}, K)")
+    check_scores(shape, batch, shape[1] if num_classes is None else num_classes, input_shape)
+    if not bool(torch.isfinite(logits).all()):
+        raise diverged("logits", batch)
+
+
+class TorchBackend:
+    """Evaluates an ``nn.Module`` returning logits ``(B, num_classes)`` on the batches of :func:`noisy_batches`.
+
+    Noise is drawn on the model's device into one reused batch buffer, under ``torch.inference_mode`` and with the
+    model in eval mode (its mode is restored afterwards); counts stay on the device until the end. ``device``
+    (if given) moves the model there; ``"auto"`` means CUDA when available, else where the model is.
     """
 
     def __init__(self, model: nn.Module, num_classes: int, device: Any = None) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else None
         if device is not None:
             model.to(device)
         self.model = model
@@ -67,35 +189,35 @@ class TorchBackend:
     def prepare(self, x: Any) -> torch.Tensor:
         if isinstance(x, torch.Tensor):
             x = x.detach()
-        tensor = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        try:
+            tensor = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
         check_finite(bool(torch.isfinite(tensor).all()), tuple(tensor.shape))
         return tensor
 
-    def generator(self, seed: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(seed)
+    def stream(self, noise: Noise, seed: int) -> TorchStream:
+        return TorchStream(noise, seed, self.device)
 
-    def _batch_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
-        if self._buffer is None or tuple(self._buffer.shape) != shape:
-            self._buffer = torch.empty(shape, device=self.device)
-        return self._buffer
-
-    def counts(self, x: torch.Tensor, num: int, noise: Noise, generator: Any, batch_size: int) -> np.ndarray:
+    def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
+        stacked, k = torch.stack(list(xs)), self.num_classes
         with eval_mode(self.model), torch.inference_mode():
-            buffer = self._batch_buffer((min(batch_size, num), *x.shape))
-            counts = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)
-            for start in range(0, num, batch_size):
-                batch = buffer[: min(batch_size, num - start)]
-                noise.sample_torch(batch, generator)
-                batch.add_(x)
+            counts = torch.zeros(len(xs) * k, dtype=torch.int64, device=self.device)
+            finite = torch.ones((), dtype=torch.bool, device=self.device)
+            for batch, owner in noisy_batches(stacked, nums, streams, batch_size, buffer=self._buffer):
+                self._buffer = batch if self._buffer is None or len(batch) > len(self._buffer) else self._buffer
                 try:
                     logits = self.model(batch)
                 except torch.OutOfMemoryError:
                     raise
                 except (TypeError, ValueError, RuntimeError, IndexError) as err:
                     raise base_failed(err, tuple(batch.shape)) from err
-                check_scores(tuple(getattr(logits, "shape", ())), len(batch), self.num_classes)
-                counts += torch.bincount(logits.argmax(1), minlength=self.num_classes)
-        return counts.cpu().numpy()
+                check_scores(tuple(getattr(logits, "shape", ())), len(batch), k, tuple(stacked.shape[1:]))
+                finite &= torch.isfinite(logits).all()
+                counts += torch.bincount(owner * k + logits.argmax(1), minlength=len(xs) * k)
+            if not bool(finite):
+                raise diverged("logits", batch_size)
+        return counts.view(len(xs), k).cpu().numpy()
 
 
 class SmoothedModule(nn.Module):
@@ -108,10 +230,11 @@ class SmoothedModule(nn.Module):
 
     ``base`` must take inputs in ``[0, 1]`` (normalisation inside it: noise lives in pixel space) and
     return logits; it is a submodule, so ``eval()`` (which every torchattacks attack calls) reaches it,
-    and the module starts in the base's mode. The base sees at most ``max(batch_size, B)`` noisy inputs
-    per call; with gradients enabled and several chunks, each chunk is recomputed in the backward pass
-    (activation checkpointing) so that memory stays bounded by one chunk. Noise is drawn on ``x``'s
-    device from ``seed`` (a ``torch.Generator``), or from torch's global generator when ``seed`` is None.
+    and the module starts in the base's mode. The base sees at most ``batch_size`` noisy inputs per call
+    (the torch noisy-evaluation loop, :func:`noisy_batches`); with gradients enabled and several batches, each
+    is recomputed in the backward pass (activation checkpointing) so that memory stays bounded by one batch.
+    Each call draws fresh noise, input ``b`` from its own stream: from ``seed`` and the call's number when
+    ``seed`` is an int, from torch's global generator when it is None (so ``torch.manual_seed`` fixes it).
     """
 
     def __init__(
@@ -127,71 +250,64 @@ class SmoothedModule(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Module):
             raise TypeError(f"base must be a torch.nn.Module returning logits, got {type(base).__name__}")
-        check_seed("seed", seed)
+        self.seed = check_seed("seed", seed)
         self.noise = make_noise(noise, sigma)
         self.sigma = self.noise.sigma
         self.num_noise = positive_int("num_noise", num_noise)
         self.batch_size = positive_int("batch_size", batch_size)
-        self.seed = seed
         self.base = base
         self.training = base.training
-        self._generator: torch.Generator | None = None
+        self._calls = 0
 
     def extra_repr(self) -> str:
         return f"noise={self.noise!r}, num_noise={self.num_noise}, batch_size={self.batch_size}, seed={self.seed}"
 
-    def generator(self, device: torch.device) -> torch.Generator | None:
-        """The generator noise is drawn from on ``device`` (seeded once per device; None: torch's global one)."""
+    def next_noise_seed(self) -> int:
+        """The seed of the next call's noise (what :meth:`forward` uses when given none); advances the calls."""
         if self.seed is None:
-            return None
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generator
+            return int(torch.empty((), dtype=torch.int64).random_().item())
+        self._calls += 1
+        return stream_seed(self.seed, "smoothed-module", self._calls - 1)
 
-    def sample_noise(self, x: torch.Tensor) -> torch.Tensor:
-        """``num_noise`` fresh noise draws for every input of the batch ``x``: shape ``(num_noise, *x.shape)``.
+    def streams(self, count: int, device: Any, noise_seed: int) -> list[TorchStream]:
+        """The noise streams of ``count`` inputs for the noise of ``noise_seed``: input ``b``'s is seeded with
+        ``stream_seed(noise_seed, "input", b)``."""
+        return [TorchStream(self.noise, stream_seed(noise_seed, "input", b), device) for b in range(count)]
 
-        Pass the result to :meth:`forward` to evaluate several inputs (e.g. PGD's iterates) on the same noise.
-        """
-        _check_batch(x)
-        out = torch.empty((self.num_noise, *x.shape), dtype=x.dtype, device=x.device)
-        self.noise.sample_torch(out, self.generator(x.device))
-        return out
-
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise_seed: int | None = None) -> torch.Tensor:
         """Log-probabilities ``(B, K)`` of the soft smoothed classifier at each input of ``x``, averaged over
-        ``noise`` (shape ``(m, *x.shape)``, any ``m >= 1``) or over ``num_noise`` fresh draws."""
-        _check_batch(x)
-        if noise is None:
-            noise = self.sample_noise(x)
-        elif not isinstance(noise, torch.Tensor) or noise.dim() != x.dim() + 1 or noise.shape[1:] != x.shape:
-            raise ValueError(
-                f"noise must have shape (m, *x.shape) = (m, {', '.join(map(str, x.shape))}), "
-                f"got {tuple(getattr(noise, 'shape', ()))}"
-            )
-        draws, per_chunk = len(noise), max(1, self.batch_size // len(x))
-        if draws == 0:
-            raise ValueError("noise must hold at least one draw, got an empty tensor")
-        chunked = torch.is_grad_enabled() and draws > per_chunk
-        parts = [
-            checkpoint(self._log_mass, x, chunk, use_reentrant=False) if chunked else self._log_mass(x, chunk)
-            for chunk in torch.split(noise, per_chunk)
+        ``num_noise`` draws: fresh ones, or those of ``noise_seed`` (the same seed gives every input of the same
+        position the same noise, e.g. to evaluate PGD's iterates on one sample of noise)."""
+        check_batch("x", x)
+        dtype = next((p.dtype for p in self.base.parameters() if p.is_floating_point()), x.dtype)
+        if x.dtype != dtype:
+            raise TypeError(f"x must have the base's dtype {dtype}, got {x.dtype}; convert it with x.to({dtype})")
+        seed = self.next_noise_seed() if noise_seed is None else check_seed("noise_seed", noise_seed)
+        draws = self.num_noise
+        batches = noisy_batches(
+            x, [draws] * len(x), self.streams(len(x), x.device, seed), self.batch_size, differentiable=True
+        )
+        chunked = torch.is_grad_enabled() and draws * len(x) > self.batch_size
+        log_probs = [
+            checkpoint(self._log_softmax, inputs, use_reentrant=False) if chunked else self._log_softmax(inputs)
+            for inputs, _ in batches
         ]
-        return torch.logsumexp(torch.stack(parts), 0) - math.log(draws)
+        return torch.logsumexp(torch.cat(log_probs).view(len(x), draws, -1), 1) - math.log(draws)
 
-    def _log_mass(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``log sum_k softmax(base(x + noise_k))`` over the draws in ``noise``: ``(B, K)``."""
-        logits = self.base((x.unsqueeze(0) + noise).flatten(0, 1))
-        if logits.dim() != 2 or len(logits) != noise.shape[0] * len(x):
-            raise ValueError(
-                f"base returned an output of shape {tuple(logits.shape)} for {noise.shape[0] * len(x)} inputs; "
-                "expected logits (batch, num_classes)"
-            )
-        return torch.logsumexp(logits.log_softmax(-1).view(len(noise), len(x), -1), 0)
+    def _log_softmax(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``log_softmax(base(inputs))``: ``(rows, K)``; ``ValueError`` for anything but finite logits."""
+        try:
+            logits = self.base(inputs)
+        except torch.OutOfMemoryError:
+            raise
+        except (TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise base_failed(err, tuple(inputs.shape)) from err
+        check_logits(logits, len(inputs), None)
+        return logits.log_softmax(-1)
 
 
-def _check_batch(x: Any) -> None:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point torch.Tensor batch (B, *shape), got {type(x).__name__}")
-    if x.dim() < 2 or len(x) == 0:
-        raise ValueError(f"x must be a non-empty batch (B, *shape) with a batch dimension, got shape {tuple(x.shape)}")
+def check_batch(name: str, x: Any) -> None:
+    """``TypeError``/``ValueError`` naming ``name`` unless ``x`` is a non-empty, finite float32 tensor batch."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a floating-point torch.Tensor batch (B, *shape), got {type(x).__name__}")
+    checks.batch(name, x)

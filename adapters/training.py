@@ -1,4 +1,4 @@
-"""Training base classifiers with Gaussian noise augmentation, and the cached digits models."""
+"""Training base classifiers with noise augmentation, and the cached digits models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from rs_plugin.plugins import make_noise
+from rs_plugin.seeding import stream_seed
+
 from .models import digits_cnn
+from .torch import TorchStream, noisy_batches
 
 CACHE_ENV = "RS_PLUGIN_CACHE"
 
@@ -21,33 +25,41 @@ def train_with_noise(
     y: torch.Tensor,
     sigma: float,
     *,
+    noise: str = "gaussian",
     epochs: int = 30,
     batch_size: int = 64,
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = False,
 ) -> nn.Module:
-    """Train ``model`` on ``(x, y)`` with Adam, adding N(0, sigma^2) noise to every input (Cohen et al.'s
-    recipe; ``sigma=0`` trains on clean data). The noise is added to the raw input, before the model's
-    own normalisation layer. Deterministic for a given ``seed`` on CPU. Returns ``model`` in eval mode.
+    """Train ``model`` on ``(x, y)`` with Adam on noisy copies of the inputs (Cohen et al.'s recipe): every input of
+    every batch gets fresh ``noise`` of standard deviation ``sigma`` from the torch noisy-evaluation loop
+    (``sigma=0`` trains on clean data). The noise is added to the raw input, before the model's own normalisation
+    layer. The noise, the order of the examples and any randomness inside the model (dropout) come from streams of
+    ``seed`` (torch's global generator is left as it was), so training is deterministic for a given ``seed`` and
+    initial model on CPU. Returns ``model`` in eval mode.
     """
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    torch.manual_seed(seed)
+    stream = TorchStream(make_noise(noise, sigma), stream_seed(seed, "train"), device) if sigma > 0 else None
+    shuffle = torch.Generator(device=device).manual_seed(stream_seed(seed, "shuffle"))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in tqdm(range(epochs), desc=f"train sigma={sigma}", disable=not progress, unit="epoch"):
-        order = torch.randperm(len(x), generator=generator, device=device)
-        for start in range(0, len(x), batch_size):
-            batch = order[start : start + batch_size]
-            inputs = x[batch] + sigma * torch.randn(x[batch].shape, generator=generator, device=device)
-            loss = nn.functional.cross_entropy(model(inputs), y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(stream_seed(seed, "model"))
+        for _ in tqdm(range(epochs), desc=f"train {noise} sigma={sigma}", disable=not progress, unit="epoch"):
+            order = torch.randperm(len(x), generator=shuffle, device=device)
+            for start in range(0, len(x), batch_size):
+                batch = order[start : start + batch_size]
+                inputs = x[batch]
+                if stream is not None:
+                    inputs, _ = next(noisy_batches(inputs, [1] * len(inputs), stream, len(inputs), differentiable=True))
+                loss = nn.functional.cross_entropy(model(inputs), y[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
     return model.eval()
 
 
@@ -56,21 +68,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "rs-plugin")
 
 
-def digits_model(sigma: float, *, epochs: int = 30, seed: int = 0, progress: bool = False) -> nn.Module:
-    """The digits CNN trained with noise ``sigma`` (0: undefended) on the digits training split.
+def digits_model(
+    sigma: float, *, noise: str = "gaussian", epochs: int = 30, seed: int = 0, progress: bool = False
+) -> nn.Module:
+    """The digits CNN trained with ``noise`` of standard deviation ``sigma`` (0: undefended) on the digits
+    training split.
 
-    Trained once (a few seconds on a CPU) and cached; later calls load the cached weights.
+    Initialised and trained from ``seed`` alone (the same weights in every process on CPU), once (a few seconds),
+    and cached per noise, sigma, epochs and seed; later calls load the cached weights.
     """
     from .datasets import digits_arrays
 
-    key = hashlib.sha256(f"digits_cnn/{sigma!r}/{epochs}/{seed}/v1".encode()).hexdigest()[:16]
-    path = cache_dir() / f"digits_cnn-sigma{sigma:g}-{key}.pt"
-    model = digits_cnn()
+    tag = "" if sigma == 0 else f"{noise}-"
+    key = hashlib.sha256(f"digits_cnn/{tag}{sigma!r}/{epochs}/{seed}/v2".encode()).hexdigest()[:16]
+    path = cache_dir() / f"digits_cnn-{tag}sigma{sigma:g}-{key}.pt"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(seed, "init"))
+        model = digits_cnn()
     if path.exists():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
     x, y = digits_arrays("train")
-    train_with_noise(model, torch.from_numpy(x), torch.from_numpy(y), sigma, epochs=epochs, seed=seed,
+    train_with_noise(model, torch.from_numpy(x), torch.from_numpy(y), sigma, noise=noise, epochs=epochs, seed=seed,
                      progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
@@ -10,48 +9,17 @@ import torch.nn.functional as F
 from torch import nn
 from torchattacks.attack import Attack
 
+from rs_plugin import checks
 from rs_plugin.checks import positive_int
+from rs_plugin.noises import Gaussian
 
-from ..adapters.torch import SmoothedModule, num_logits
+from ..adapters.torch import SmoothedModule, TorchStream, num_logits
 
 
 def per_example(name: str, value: Any, batch: int | None, device: Any = "cpu") -> torch.Tensor:
-    """``value`` (a number, or one number per example) as a float tensor ``(batch,)`` (any length when ``batch``
-    is None); ``ValueError`` unless every value is finite and positive."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor, list, tuple)):
-        raise TypeError(f"{name} must be a number or a 1-D tensor with one per example, got {type(value).__name__}")
-    tensor = torch.as_tensor(value, dtype=torch.float32, device=device)
-    if tensor.dim() == 0:
-        tensor = tensor.expand(1 if batch is None else batch)
-    if tensor.dim() != 1 or len(tensor) == 0 or (batch is not None and len(tensor) != batch):
-        wanted = "1-D" if batch is None else f"({batch},), one per example"
-        raise ValueError(f"{name} must be a number or of shape {wanted}; got shape {tuple(tensor.shape)}")
-    if not bool(torch.isfinite(tensor).all() and (tensor > 0).all()):
-        raise ValueError(f"{name} must be finite and > 0, got {tensor.min().item():g} as its smallest value")
-    return tensor
-
-
-def check_images(images: Any) -> None:
-    """``TypeError``/``ValueError`` unless ``images`` is a non-empty float batch ``(B, *shape)`` in ``[0, 1]``."""
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise TypeError(f"images must be a floating-point torch.Tensor, got {type(images).__name__}")
-    if images.dim() < 2 or len(images) == 0:
-        raise ValueError(f"images must be a non-empty batch (B, *shape), got shape {tuple(images.shape)}")
-    if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
-        raise ValueError("images must be finite and lie in [0, 1] (put normalisation inside the model)")
-
-
-def check_labels(name: str, labels: Any, batch: int, num_classes: int) -> None:
-    """``TypeError``/``ValueError`` unless ``labels`` holds ``batch`` integer classes in ``[0, num_classes)``."""
-    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer torch.Tensor, got {getattr(labels, 'dtype', type(labels))}")
-    if labels.shape != (batch,):
-        raise ValueError(f"{name} must have shape ({batch},), one per image, got {tuple(labels.shape)}")
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(
-            f"{name} must lie in [0, num_classes={num_classes}), got values in "
-            f"[{labels.min().item()}, {labels.max().item()}]"
-        )
+    """``value`` (a number, or one per example) as a float32 tensor ``(batch,)`` on ``device``, checked by
+    :func:`rs_plugin.checks.positive_numbers`."""
+    return torch.as_tensor(checks.positive_numbers(name, value, batch), dtype=torch.float32, device=device)
 
 
 def project_l2(images: torch.Tensor, adv: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -117,29 +85,29 @@ class SmoothAdvPGD(Attack):
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Adversarial versions of ``images`` (see the class docstring)."""
         smoothed: SmoothedModule = self.model
-        check_images(images)
+        checks.batch("images", images, unit_range=True)
         images = images.detach().to(self.device)
         num_classes = num_logits(smoothed.base, images)
-        check_labels("labels", labels, len(images), num_classes)
+        checks.labels("labels", labels, len(images), num_classes)
         labels = labels.detach().to(self.device)
         eps = per_example("eps", self.eps, len(images), images.device)
         alpha = (
             2 * eps / self.steps if self.alpha is None else per_example("alpha", self.alpha, len(images), images.device)
         )
         target = self.get_target_label(images, labels) if self.targeted else labels
-        check_labels("target labels", target, len(images), num_classes)
+        checks.labels("target labels", target, len(images), num_classes)
         sign = -1.0 if self.targeted else 1.0
-        noise = smoothed.sample_noise(images) if self.reuse_noise else None
+        noise_seed = smoothed.next_noise_seed() if self.reuse_noise else None
         shape = (-1, *[1] * (images.dim() - 1))
         adv = images.clone()
         if self.random_start:  # a random direction at a uniform fraction of eps, as torchattacks' PGDL2
-            generator = smoothed.generator(images.device)
-            start = torch.randn(images.shape, device=images.device, generator=generator)
-            radius = eps * torch.rand(len(images), device=images.device, generator=generator)
+            direction = TorchStream(Gaussian(1.0), smoothed.next_noise_seed(), images.device)
+            start = direction.fill(torch.empty_like(images))
+            radius = eps * torch.rand(len(images), device=images.device, generator=direction.generator)
             adv = project_l2(images, images + start * (radius / start.flatten(1).norm(dim=1)).view(shape), eps)
         for _ in range(self.steps):
             adv.requires_grad_(True)
-            loss = F.nll_loss(smoothed(adv, noise), target, reduction="sum")
+            loss = F.nll_loss(smoothed(adv, noise_seed), target, reduction="sum")
             (grad,) = torch.autograd.grad(sign * loss, adv)
             grad = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
             adv = project_l2(images, adv.detach() + alpha.view(shape) * grad, eps)

@@ -15,12 +15,13 @@ from scipy.stats import binomtest
 from torch import nn
 from tqdm.auto import tqdm
 
+from rs_plugin import checks
 from rs_plugin.certificate import ABSTAIN
 from rs_plugin.checks import positive_int, probability
 from rs_plugin.core import SmoothedClassifier
 
 from ..adapters.torch import num_logits
-from .smoothadv import SmoothAdvPGD, check_images, check_labels
+from .smoothadv import SmoothAdvPGD
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,9 @@ def tightness_experiment(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     x = torch.as_tensor(x, dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.detach().float()
     y = torch.as_tensor(y) if not isinstance(y, torch.Tensor) else y.detach()
-    check_images(x)
+    checks.batch("x", x, unit_range=True)
     num_classes = num_logits(base, x)
-    check_labels("y", y, len(x), num_classes)
+    checks.labels("y", y, len(x), num_classes)
     names = list(range(len(x))) if indices is None else [int(i) for i in indices]
     if len(names) != len(x) or len(set(names)) != len(names) or min(names) < 0:
         raise ValueError(f"indices must hold {len(x)} distinct non-negative ints, one per example")

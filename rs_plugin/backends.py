@@ -1,4 +1,4 @@
-"""Backends turn a base classifier into votes on noisy copies of one input.
+"""Backends turn a base classifier into votes on noisy copies of inputs.
 
 This module is also the built-in plugin for plain callables: any function mapping a float32 batch
 ``(B, *shape)`` to integer labels ``(B,)`` or scores ``(B, K)``.
@@ -6,27 +6,40 @@ This module is also the built-in plugin for plain callables: any function mappin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from .engine import NumpyStream, noisy_batches
 from .hookspecs import hookimpl
 from .noises import Noise
 
 
 class Backend(Protocol):
-    """What :class:`~rs_plugin.SmoothedClassifier` needs from a base classifier."""
+    """What :class:`~rs_plugin.SmoothedClassifier` needs from a base classifier: the framework's noisy-evaluation
+    loop (see :mod:`rs_plugin.engine`) turned into votes."""
 
     def prepare(self, x: Any) -> Any:
         """Check one input (no batch dimension; finite values) and convert it for :meth:`counts`."""
 
-    def generator(self, seed: int) -> Any:
-        """A random generator of the backend's framework, seeded with ``seed``."""
+    def stream(self, noise: Noise, seed: int) -> Any:
+        """A random stream of ``noise`` in the backend's framework, seeded with ``seed``."""
 
-    def counts(self, x: Any, num: int, noise: Noise, generator: Any, batch_size: int) -> np.ndarray:
-        """Class counts (int64, length ``num_classes``) of the base classifier on ``num`` copies of the
-        prepared ``x`` plus independent noise from ``generator``, holding at most one batch at a time."""
+    def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
+        """Class counts ``(len(xs), num_classes)`` int64: row ``e`` counts the base classifier's votes on ``nums[e]``
+        copies of the prepared ``xs[e]`` plus noise from ``streams[e]``, at most ``batch_size`` copies at a time.
+        Raises ``ValueError`` when the base classifier answers with NaN or infinite scores."""
+
+
+def check_input(x: Any) -> np.ndarray:
+    """One input as a float32 array; ``ValueError`` naming ``x`` unless it is a finite, non-scalar numeric array."""
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
+    check_finite(bool(np.isfinite(arr).all()), arr.shape)
+    return arr
 
 
 def check_finite(finite: bool, shape: tuple[int, ...]) -> None:
@@ -38,51 +51,68 @@ def check_finite(finite: bool, shape: tuple[int, ...]) -> None:
 
 
 def base_failed(err: Exception, batch_shape: tuple[int, ...]) -> ValueError:
-    """The error to raise when the base classifier rejects a batch built from ``x``."""
+    """The error to raise when the base classifier raises on a batch of noisy copies of ``x``."""
     return ValueError(
-        f"x: the base classifier failed on a noisy batch of shape {batch_shape} (x must be one input "
-        f"without batch dimension, shaped as the base classifier expects): {type(err).__name__}: {err}"
+        f"base: the base classifier raised {type(err).__name__} on a batch of noisy inputs of shape {batch_shape} "
+        f"(is x one input without batch dimension, shaped as the base classifier expects?): {err}"
     )
 
 
-def check_scores(shape: tuple[int, ...], batch: int, num_classes: int) -> None:
-    """Raise ``ValueError`` unless ``shape`` is that of scores ``(batch, num_classes)``."""
-    if tuple(shape) != (batch, num_classes):
-        raise ValueError(
-            f"base returned scores of shape {tuple(shape)} for a batch of {batch}; "
-            f"expected ({batch}, num_classes={num_classes})"
+def check_scores(shape: tuple[int, ...], batch: int, num_classes: int, input_shape: tuple[int, ...] = ()) -> None:
+    """Raise ``ValueError`` unless ``shape`` is that of scores ``(batch, num_classes)``; when the scores look like
+    the model treated the first dimension of ``x`` (of ``input_shape``) as a batch, say so."""
+    if tuple(shape) == (batch, num_classes):
+        return
+    hint = ""
+    if len(input_shape) >= 2 and tuple(shape[:2]) == (batch, input_shape[0]):
+        hint = (
+            f"; x has shape {input_shape}: if its first dimension is a batch of {input_shape[0]} inputs, pass "
+            "them one at a time (predict_many / certify_many)"
         )
+    raise ValueError(
+        f"base returned scores of shape {tuple(shape)} for a batch of {batch}; "
+        f"expected ({batch}, num_classes={num_classes}){hint}"
+    )
 
 
-def votes(output: Any, batch: int, num_classes: int) -> np.ndarray:
-    """Class counts from a base classifier's output on ``batch`` inputs: labels ``(B,)`` or scores ``(B, K)``.
+def diverged(what: str, batch: int) -> ValueError:
+    """The error for a base classifier whose scores hold NaN or infinite values: nothing it says is certified."""
+    return ValueError(
+        f"base returned NaN or infinite {what} on a batch of {batch} noisy inputs: the model has diverged or is "
+        "broken, and rs-plugin never certifies what such a model says"
+    )
 
-    Raises ``ValueError`` for the wrong number of outputs or labels outside ``[0, num_classes)``.
+
+def labels(output: Any, batch: int, num_classes: int, input_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """The class labels in a base classifier's output on ``batch`` inputs: labels ``(B,)`` or scores ``(B, K)``.
+
+    Raises ``ValueError`` for the wrong number of outputs, labels outside ``[0, num_classes)`` or scores that are
+    not finite.
     """
     out = np.asarray(output)
     if out.ndim == 2:
-        check_scores(out.shape, batch, num_classes)
-        labels = out.argmax(axis=1)
-    elif out.ndim == 1:
-        if out.shape[0] != batch:
-            raise ValueError(f"base returned {out.shape[0]} labels for a batch of {batch}")
-        if not np.issubdtype(out.dtype, np.integer):
-            raise ValueError(f"base returned labels of dtype {out.dtype}; expected integer class labels")
-        labels = out
-        if batch and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"base returned labels outside [0, num_classes={num_classes}): "
-                f"{np.unique(labels[(labels < 0) | (labels >= num_classes)])[:5].tolist()}"
-            )
-    else:
+        check_scores(out.shape, batch, num_classes, input_shape)
+        if not np.isfinite(out).all():
+            raise diverged("scores", batch)
+        return out.argmax(axis=1)
+    if out.ndim != 1:
         raise ValueError(
             f"base returned an output of shape {out.shape}; expected labels ({batch},) or scores ({batch}, K)"
         )
-    return np.bincount(labels, minlength=num_classes).astype(np.int64)
+    if out.shape[0] != batch:
+        raise ValueError(f"base returned {out.shape[0]} labels for a batch of {batch}")
+    if not np.issubdtype(out.dtype, np.integer):
+        raise ValueError(f"base returned labels of dtype {out.dtype}; expected integer class labels")
+    if batch and (out.min() < 0 or out.max() >= num_classes):
+        raise ValueError(
+            f"base returned labels outside [0, num_classes={num_classes}): "
+            f"{np.unique(out[(out < 0) | (out >= num_classes)])[:5].tolist()}"
+        )
+    return out
 
 
 class CallableBackend:
-    """Evaluates a numpy callable on batches written into one reused float32 buffer.
+    """Evaluates a numpy callable on the batches of :func:`rs_plugin.engine.noisy_batches`.
 
     The callable must not keep a reference to its argument: the buffer is overwritten by the next batch.
     """
@@ -92,25 +122,20 @@ class CallableBackend:
         self.num_classes = num_classes
 
     def prepare(self, x: Any) -> np.ndarray:
-        arr = np.asarray(x, dtype=np.float32)
-        check_finite(bool(np.isfinite(arr).all()), arr.shape)
-        return arr
+        return check_input(x)
 
-    def generator(self, seed: int) -> np.random.Generator:
-        return np.random.default_rng(seed)
+    def stream(self, noise: Noise, seed: int) -> NumpyStream:
+        return NumpyStream(noise, seed)
 
-    def counts(self, x: np.ndarray, num: int, noise: Noise, generator: Any, batch_size: int) -> np.ndarray:
-        buffer = np.empty((min(batch_size, num), *x.shape), dtype=np.float32)
-        counts = np.zeros(self.num_classes, dtype=np.int64)
-        for start in range(0, num, batch_size):
-            batch = buffer[: min(batch_size, num - start)]
-            noise.sample(generator, batch)
-            batch += x
+    def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
+        stacked = np.stack(xs)
+        counts = np.zeros((len(xs), self.num_classes), dtype=np.int64)
+        for batch, owner in noisy_batches(stacked, nums, streams, batch_size):
             try:
                 output = self.fn(batch)
             except (TypeError, ValueError, RuntimeError, IndexError) as err:
                 raise base_failed(err, batch.shape) from err
-            counts += votes(output, len(batch), self.num_classes)
+            np.add.at(counts, (owner, labels(output, len(batch), self.num_classes, stacked.shape[1:])), 1)
         return counts
 
 
@@ -118,6 +143,6 @@ class CallableBackend:
 def rs_plugin_make_backend(model: Any, num_classes: int, device: Any) -> CallableBackend | None:
     if not callable(model):
         return None
-    if device not in (None, "cpu"):
+    if device not in (None, "cpu", "auto"):
         raise ValueError(f"device={device!r} applies to torch models; a plain callable runs where it is")
     return CallableBackend(model, num_classes)

@@ -7,6 +7,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def positive_int(name: str, value: Any) -> int:
     """``value`` as an int; ``TypeError`` unless it is an int, ``ValueError`` unless it is at least 1."""
@@ -40,3 +42,53 @@ def seed(name: str, value: Any) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
         raise ValueError(f"{name} must be None or a non-negative int, got {value!r}")
     return None if value is None else int(value)
+
+
+def positive_numbers(name: str, value: Any, count: int | None = None) -> np.ndarray:
+    """``value`` (a number, or ``count`` of them, e.g. one per example) as a float64 array of ``count`` (any length
+    when ``count`` is None); ``TypeError``/``ValueError`` unless every one is a finite number > 0."""
+    if isinstance(value, (bool, str)) or not (isinstance(value, numbers.Real) or hasattr(value, "__len__")):
+        raise TypeError(f"{name} must be a number or one number per example, got {type(value).__name__}")
+    array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=np.float64)
+    if array.ndim == 0:
+        array = np.full(1 if count is None else count, float(array))
+    if array.ndim != 1 or len(array) == 0 or (count is not None and len(array) != count):
+        wanted = "1-D" if count is None else f"({count},), one per example"
+        raise ValueError(f"{name} must be a number or of shape {wanted}; got shape {array.shape}")
+    if not (np.isfinite(array).all() and (array > 0).all()):
+        raise ValueError(f"{name} must be finite and > 0, got {array.min():g} as its smallest value")
+    return array
+
+
+def batch(name: str, x: Any, *, unit_range: bool = False) -> None:
+    """``TypeError``/``ValueError`` naming ``name`` unless ``x`` (a numpy array or a tensor) is a non-empty batch
+    ``(B, *shape)`` of finite floats, in ``[0, 1]`` when ``unit_range``."""
+    shape = tuple(getattr(x, "shape", ()))
+    is_float = getattr(x, "is_floating_point", None)
+    floating = is_float() if callable(is_float) else np.issubdtype(getattr(x, "dtype", np.object_), np.floating)
+    if not floating:
+        raise TypeError(f"{name} must be a floating-point array or tensor batch (B, *shape), got {type(x).__name__}")
+    if len(shape) < 2 or shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty batch (B, *shape) with a batch dimension, got shape {shape}")
+    extremes = (x.min(), x.max())
+    low, high = (float(v.detach() if hasattr(v, "detach") else v) for v in extremes)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if unit_range and (low < 0 or high > 1):
+        raise ValueError(
+            f"{name} must lie in [0, 1], got values in [{low:g}, {high:g}] (put normalisation inside the model)"
+        )
+
+
+def labels(name: str, value: Any, count: int, num_classes: int) -> np.ndarray:
+    """``value`` as ``count`` int64 class labels; ``TypeError``/``ValueError`` unless they are integers in
+    ``[0, num_classes)``."""
+    array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class labels, got dtype {array.dtype}")
+    if array.shape != (count,):
+        raise ValueError(f"{name} must have shape ({count},), one label per input, got {array.shape}")
+    outside = array[(array < 0) | (array >= num_classes)]
+    if len(outside):
+        raise ValueError(f"{name} must lie in [0, num_classes={num_classes}), got {np.unique(outside)[:5].tolist()}")
+    return array.astype(np.int64)

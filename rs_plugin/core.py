@@ -17,9 +17,7 @@ from .certificate import ABSTAIN, Certificate
 from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
 from .plugins import make_backend, make_noise
-
-# Independent random streams: calls without an index, and per-example streams for each purpose.
-_CALL, _CERTIFY, _PREDICT, _COUNTS = range(4)
+from .seeding import stream_seed
 
 
 class SmoothedClassifier:
@@ -56,7 +54,7 @@ class SmoothedClassifier:
         self.seed = seed
         self.base = base
         self.backend = make_backend(base, self.num_classes, device)
-        self._entropy = np.random.SeedSequence(seed).entropy
+        self._root = int(np.random.SeedSequence(seed).entropy)
         self._calls = 0
 
     def __repr__(self) -> str:
@@ -65,23 +63,21 @@ class SmoothedClassifier:
             f"noise={self.noise!r}, seed={self.seed})"
         )
 
-    def _generator(self, purpose: int, index: int | None) -> Any:
+    def _stream(self, purpose: str, index: int | None) -> Any:
+        """The noise stream of ``purpose`` for example ``index``, or of the next call when ``index`` is None."""
         if check_seed("index", index) is None:
-            key: tuple[int, ...] = (_CALL, self._calls)
+            purpose, index = "call", self._calls
             self._calls += 1
-        else:
-            key = (purpose, int(index))
-        state = np.random.SeedSequence(self._entropy, spawn_key=key).generate_state(1, np.uint64)
-        return self.backend.generator(int(state[0]))
+        return self.backend.stream(self.noise, stream_seed(self._root, purpose, index))
 
-    def _counts(self, x: Any, num: int, generator: Any) -> np.ndarray:
-        return self.backend.counts(x, num, self.noise, generator, self.batch_size)
+    def _counts(self, x: Any, num: int, stream: Any) -> np.ndarray:
+        return self.backend.counts([x], [num], [stream], self.batch_size)[0]
 
     def counts(self, x: Any, num: int, *, index: int | None = None) -> np.ndarray:
         """Class counts (length ``num_classes``) of the base classifier on ``num`` noisy copies of ``x``."""
         num = positive_int("num", num)
         prepared = self.backend.prepare(x)
-        return self._counts(prepared, num, self._generator(_COUNTS, index))
+        return self._counts(prepared, num, self._stream("counts", index))
 
     def predict(self, x: Any, n: int, alpha: float, *, index: int | None = None) -> int:
         """PREDICT: g's class at ``x``, or :data:`ABSTAIN`.
@@ -91,7 +87,7 @@ class SmoothedClassifier:
         """
         n, alpha = positive_int("n", n), probability("alpha", alpha)
         prepared = self.backend.prepare(x)
-        counts = self._counts(prepared, n, self._generator(_PREDICT, index))
+        counts = self._counts(prepared, n, self._stream("predict", index))
         first, second = np.argsort(counts, kind="stable")[::-1][:2]
         return int(first) if top_two_differ(int(counts[first]), int(counts[second]), alpha) else ABSTAIN
 
@@ -119,14 +115,14 @@ class SmoothedClassifier:
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
         targets = None if target_radius is None else radii("target_radius", target_radius)
         prepared = self.backend.prepare(x)
-        generator = self._generator(_CERTIFY, index)
-        selected = int(np.argmax(self._counts(prepared, n0, generator)))
+        stream = self._stream("certify", index)
+        selected = int(np.argmax(self._counts(prepared, n0, stream)))
         if targets is None:
-            count, used = int(self._counts(prepared, n, generator)[selected]), n
+            count, used = int(self._counts(prepared, n, stream)[selected]), n
             p_lower = lower_confidence_bound(count, n, alpha)
         else:
             count, used, p_lower = sequential.estimate(
-                lambda m: int(self._counts(prepared, m, generator)[selected]),
+                lambda m: int(self._counts(prepared, m, stream)[selected]),
                 n,
                 alpha,
                 [self.noise.p_needed(r) for r in targets],

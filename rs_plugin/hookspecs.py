@@ -44,14 +44,3 @@ def rs_plugin_add_noises() -> Mapping[str, Callable[[float], Noise]]:
 def rs_plugin_add_executors() -> Mapping[str, Callable[..., Executor]]:
     """Return executors by name; each maps its options (``workers``, ``address``) to an
     :class:`~rs_plugin.executors.Executor` that runs per-example tasks."""
-
-
-@hookspec
-def rs_plugin_add_models() -> Mapping[str, Callable[..., Any]]:
-    """Return differentiable smoothed models by name (e.g. an ``nn.Module`` that attack libraries such as
-    torchattacks take as their model); each maps a base classifier and options to the model."""
-
-
-@hookspec
-def rs_plugin_add_attacks() -> Mapping[str, Callable[..., Any]]:
-    """Return attacks on smoothed classifiers by name; each maps a base classifier and options to an attack."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from scipy.stats import norm
@@ -17,11 +17,12 @@ from .hookspecs import hookimpl
 
 
 class Noise(ABC):
-    """An i.i.d. noise distribution with standard deviation ``sigma`` per coordinate.
+    """An i.i.d. noise distribution with standard deviation ``sigma`` per coordinate, certifying in ``norm``.
 
-    Subclasses fill buffers in place (numpy with :meth:`sample`, torch with :meth:`sample_torch`, so that
-    backends never hold more than one batch of noise) and turn a lower bound on the top class's
-    probability into a radius in their norm.
+    A noise is framework-neutral: it fills numpy buffers in place (:meth:`sample`, so that backends never hold
+    more than one batch of noise) and turns a lower bound on the top class's probability into a radius.
+    Backends of other frameworks draw it through their own fast samplers for the built-in noises and fall
+    back to :meth:`sample` for any other. ``norm`` is ``"l<p>"`` (e.g. ``"l1"``, ``"l2"``) or ``"linf"``.
     """
 
     name: ClassVar[str]
@@ -32,6 +33,7 @@ class Noise(ABC):
             raise TypeError(f"sigma must be a number, got {type(sigma).__name__}")
         if not (math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a positive finite number, got {sigma}")
+        norm_order(self.norm)
         self.sigma = float(sigma)
 
     def __repr__(self) -> str:
@@ -39,11 +41,8 @@ class Noise(ABC):
 
     @abstractmethod
     def sample(self, rng: np.random.Generator, out: np.ndarray) -> None:
-        """Fill the float32 array ``out`` with i.i.d. noise drawn from ``rng``."""
-
-    @abstractmethod
-    def sample_torch(self, out: Any, generator: Any) -> None:
-        """Fill the torch tensor ``out`` in place with i.i.d. noise drawn from the ``torch.Generator``."""
+        """Fill the float32 array ``out`` with i.i.d. noise drawn from ``rng``; drawing ``a`` then ``b`` values
+        must give the same values as drawing ``a + b`` at once (so results do not depend on the batch size)."""
 
     @abstractmethod
     def radius(self, p_lower: float) -> float:
@@ -54,12 +53,26 @@ class Noise(ABC):
         """The smallest ``p_lower`` whose certified radius is at least ``radius`` (may exceed 1)."""
 
     def radii(self, radius: float, dim: int) -> dict[str, float]:
-        """``radius`` in each of l1, l2 and linf, using ``||d||_2 <= ||d||_1 <= sqrt(dim) ||d||_2``
-        and ``||d||_inf <= ||d||_2 <= sqrt(dim) ||d||_inf`` on inputs of ``dim`` coordinates."""
-        root = math.sqrt(dim)
-        if self.norm == "l2":
-            return {"l1": radius, "l2": radius, "linf": radius / root}
-        return {"l1": radius, "l2": radius / root, "linf": radius / dim}
+        """``radius`` (in :attr:`norm`) as a certified radius in each of l1, l2 and linf on inputs of ``dim``
+        coordinates: a ball of radius ``r`` in norm p lies inside the certified one when
+        ``r * dim ** max(0, 1/q - 1/p) <= radius`` (q the noise's norm), since ``||d||_q <= dim ** (1/q - 1/p) ||d||_p``
+        for q < p and ``||d||_q <= ||d||_p`` otherwise."""
+        q = norm_order(self.norm)
+        orders = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
+        return {name: radius / dim ** max(0.0, 1 / q - 1 / p) for name, p in orders.items()}
+
+
+def norm_order(norm: str) -> float:
+    """The order p of a norm named ``"l<p>"`` or ``"linf"``; ``ValueError`` for any other name."""
+    if norm == "linf":
+        return math.inf
+    try:
+        p = float(norm[1:]) if norm.startswith("l") else math.nan
+    except ValueError:
+        p = math.nan
+    if not p >= 1 or math.isinf(p):
+        raise ValueError(f"norm must be 'l<p>' with p >= 1 (e.g. 'l1', 'l2') or 'linf', got {norm!r}")
+    return p
 
 
 class Gaussian(Noise):
@@ -71,9 +84,6 @@ class Gaussian(Noise):
     def sample(self, rng: np.random.Generator, out: np.ndarray) -> None:
         rng.standard_normal(dtype=np.float32, out=out)
         out *= self.sigma
-
-    def sample_torch(self, out: Any, generator: Any) -> None:
-        out.normal_(0.0, self.sigma, generator=generator)
 
     def radius(self, p_lower: float) -> float:
         return self.sigma * float(norm.ppf(p_lower))
@@ -93,14 +103,11 @@ class Laplace(Noise):
         return self.sigma / math.sqrt(2.0)
 
     def sample(self, rng: np.random.Generator, out: np.ndarray) -> None:
-        # The difference of two standard exponentials is a standard Laplace variable.
-        rng.standard_exponential(dtype=np.float32, out=out)
-        out -= rng.standard_exponential(size=out.shape, dtype=np.float32)
+        # The difference of two standard exponentials is a standard Laplace variable (drawn in pairs, so that
+        # the values do not depend on how a draw is split).
+        pairs = rng.standard_exponential(size=(*out.shape, 2), dtype=np.float32)
+        np.subtract(pairs[..., 0], pairs[..., 1], out=out)
         out *= self.scale
-
-    def sample_torch(self, out: Any, generator: Any) -> None:
-        other = out.new_empty(out.shape).exponential_(1.0, generator=generator)
-        out.exponential_(1.0, generator=generator).sub_(other).mul_(self.scale)
 
     def radius(self, p_lower: float) -> float:
         return -self.scale * math.log(2.0 * (1.0 - p_lower))
@@ -123,9 +130,6 @@ class Uniform(Noise):
         rng.random(dtype=np.float32, out=out)
         out -= 0.5
         out *= 2.0 * self.half_width
-
-    def sample_torch(self, out: Any, generator: Any) -> None:
-        out.uniform_(-self.half_width, self.half_width, generator=generator)
 
     def radius(self, p_lower: float) -> float:
         return 2.0 * self.half_width * (p_lower - 0.5)

@@ -53,17 +53,6 @@ def executors() -> dict[str, Callable[..., Any]]:
     return _merged(get_plugin_manager().hook.rs_plugin_add_executors())
 
 
-def models() -> dict[str, Callable[..., Any]]:
-    """Every differentiable smoothed model provided by a plugin, by name (``"smoothed"``: the torch
-    :class:`~rs_plugin.adapters.torch.SmoothedModule` that torchattacks attacks take as their model)."""
-    return _merged(get_plugin_manager().hook.rs_plugin_add_models())
-
-
-def attacks() -> dict[str, Callable[..., Any]]:
-    """Every attack on smoothed classifiers provided by a plugin, by name."""
-    return _merged(get_plugin_manager().hook.rs_plugin_add_attacks())
-
-
 def make_noise(name: str, sigma: float) -> Any:
     """The noise family ``name`` at ``sigma``; ``ValueError`` listing the known families otherwise."""
     families = noise_families()

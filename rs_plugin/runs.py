@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 
 from .checks import positive_int, probability, radii
 from .core import SmoothedClassifier
+from .datasets import NUM_CLASSES, load_dataset
 from .executors import Executor, LocalExecutor
+from .extras import require
 from .plugins import make_noise
 from .results import CERTIFY_COLUMNS, PREDICT_COLUMNS, SAMPLES_COLUMN, ResultsWriter
 
@@ -51,18 +53,18 @@ def load_callable(spec: str) -> Any:
 
 
 def load_base_classifier(
-    dataset: str, sigma: float, *, model: str | None = None, checkpoint: str | None = None
+    dataset: str, sigma: float, *, model: str | None = None, checkpoint: str | None = None, noise: str = "gaussian"
 ) -> Any:
-    """The base classifier, in eval mode: ``model()`` for a ``module:function`` spec, the network of a
-    checkpoint in the paper's format, or (digits only, neither given) the embedded digits CNN trained
-    with Gaussian noise ``sigma`` (trained once, cached)."""
-    from .adapters.datasets import NUM_CLASSES
-
+    """The base classifier, in eval mode: ``model()`` for a ``module:function`` spec (any base classifier a backend
+    accepts: a numpy callable, a torch module, an ART classifier), the network of a checkpoint in the paper's
+    format (torch extra), or (digits only, neither given) the embedded digits CNN trained with ``noise`` of
+    standard deviation ``sigma`` (trained once, cached)."""
     if model is not None and checkpoint is not None:
         raise ValueError("model and checkpoint: give one of them, not both")
     if model is not None:
         network = load_callable(model)()
     elif checkpoint is not None:
+        require("torch", "torch", "--checkpoint")
         from .adapters.models import ARCHITECTURES, load_checkpoint
 
         network, arch = load_checkpoint(checkpoint)
@@ -71,9 +73,10 @@ def load_base_classifier(
                 f"checkpoint: {arch} has {ARCHITECTURES[arch][3]} classes, {dataset} has {NUM_CLASSES[dataset]}"
             )
     elif dataset == "digits":
+        require("torch", "torch", "the built-in digits model (or give --model MODULE:FUNCTION)")
         from .adapters.training import digits_model
 
-        network = digits_model(sigma)
+        network = digits_model(sigma, noise=noise)
     else:
         raise ValueError(f"model: give a model or a checkpoint for {dataset} (only digits has a built-in one)")
     if hasattr(network, "eval"):
@@ -108,8 +111,6 @@ class DatasetTask:
     device: str | None = None
 
     def __post_init__(self) -> None:
-        from .adapters.datasets import NUM_CLASSES
-
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.dataset not in NUM_CLASSES:
@@ -136,21 +137,20 @@ class DatasetTask:
 
     def load_dataset(self) -> Any:
         """The dataset, a sequence of ``(x in [0, 1], label)``."""
-        from .adapters.datasets import load_dataset
-
         return load_dataset(self.dataset, self.split, self.data_dir)
 
+    def load_base(self) -> Any:
+        """The base classifier (see :func:`load_base_classifier`)."""
+        return load_base_classifier(
+            self.dataset, self.sigma, model=self.model, checkpoint=self.checkpoint, noise=self.noise
+        )
+
     def setup(self) -> tuple[SmoothedClassifier, Any]:
-        """Load the base classifier (on ``device``, default: CUDA when available) and the dataset."""
-        import torch
-
-        from .adapters.datasets import NUM_CLASSES
-
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        base = load_base_classifier(self.dataset, self.sigma, model=self.model, checkpoint=self.checkpoint)
+        """Load the base classifier (on ``device``; default ``"auto"``: a torch model on CUDA when available) and
+        the dataset."""
         smoothed = SmoothedClassifier(
-            base, NUM_CLASSES[self.dataset], self.sigma, noise=self.noise, batch_size=self.batch, seed=self.seed,
-            device=device,
+            self.load_base(), NUM_CLASSES[self.dataset], self.sigma, noise=self.noise, batch_size=self.batch,
+            seed=self.seed, device=self.device or "auto",
         )
         return smoothed, self.load_dataset()
 
@@ -177,7 +177,7 @@ class DatasetTask:
     def prepare(self) -> int:
         """Check on the driver what can be checked before any worker starts (the dataset loads, the model
         builds; the embedded digits model is trained and cached once); return the dataset's size."""
-        load_base_classifier(self.dataset, self.sigma, model=self.model, checkpoint=self.checkpoint)
+        self.load_base()
         return len(self.load_dataset())
 
 

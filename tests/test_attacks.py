@@ -12,7 +12,6 @@ from torch import nn  # noqa: E402
 from rs_plugin import ABSTAIN, SmoothedClassifier  # noqa: E402
 from rs_plugin.adapters.torch import SmoothedModule  # noqa: E402
 from rs_plugin.attacks import SmoothAdvPGD, deepfool_radii, empirical_robust_accuracy  # noqa: E402
-from rs_plugin.plugins import get_plugin_manager  # noqa: E402
 
 SIGMA = 0.25
 NUM = 60  # digits test examples attacked
@@ -127,14 +126,6 @@ def test_bad_attack_inputs_are_named(noisy_digits_net, examples):
         SmoothAdvPGD(noisy_digits_net, SIGMA, torch.ones(3), steps=1, num_noise=2)(x, y)
     with pytest.raises(ValueError, match="put the normalisation inside the model"):
         attack.set_normalization_used(mean=[0.5], std=[0.5])
-
-
-def test_plugin_provides_the_attack(noisy_digits_net):
-    factories = {}
-    for provided in get_plugin_manager().hook.rs_plugin_add_attacks():
-        factories.update(provided)
-    attack = factories["smoothadv_pgd"](noisy_digits_net, SIGMA, 0.5, steps=2)
-    assert isinstance(attack, SmoothAdvPGD) and attack.steps == 2
 
 
 # DeepFool

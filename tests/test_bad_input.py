@@ -84,7 +84,7 @@ def shaped_for(shape: tuple[int, ...]):
 
 def test_x_of_the_wrong_shape_names_x_and_the_shapes() -> None:
     g = SmoothedClassifier(shaped_for((4, 4)), 2, 0.5, batch_size=8)
-    with pytest.raises(ValueError, match=r"x: the base classifier failed on a noisy batch of shape \(8, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"raised \w+ on a batch of noisy inputs of shape \(8, 3, 3\)"):
         g.predict(np.zeros((3, 3), np.float32), 20, 0.01)
 
 

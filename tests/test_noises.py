@@ -26,8 +26,10 @@ def numpy_draws(noise: Noise, size: int) -> np.ndarray:
 
 def torch_draws(noise: Noise, size: int) -> np.ndarray:
     torch = pytest.importorskip("torch")
+    from rs_plugin.adapters.torch import TorchStream
+
     out = torch.empty(size)
-    noise.sample_torch(out, torch.Generator().manual_seed(0))
+    TorchStream(noise, 0).fill(out)
     return out.double().numpy()
 
 

@@ -86,7 +86,7 @@ def test_bad_model_outputs_and_shapes_are_reported() -> None:
     net = linear_net([1.0, 0.0], 0.0)
     with pytest.raises(ValueError, match=r"shape \(10, 2\) for a batch of 10; expected \(10, num_classes=3\)"):
         SmoothedClassifier(net, 3, 0.5, batch_size=10).predict(torch.zeros(1, 2), 10, 0.01)
-    with pytest.raises(ValueError, match=r"x: the base classifier failed on a noisy batch of shape \(10, 1, 3\)"):
+    with pytest.raises(ValueError, match=r"raised \w+ on a batch of noisy inputs of shape \(10, 1, 3\)"):
         SmoothedClassifier(net, 2, 0.5, batch_size=10).predict(torch.zeros(1, 3), 10, 0.01)
     with pytest.raises(ValueError, match="x contains NaN"):
         SmoothedClassifier(net, 2, 0.5).certify(torch.tensor([[0.0, float("nan")]]), 10, 10, 0.01)
