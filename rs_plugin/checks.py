@@ -76,7 +76,8 @@ def batch(name: str, x: Any, *, unit_range: bool = False) -> None:
         raise ValueError(f"{name} contains NaN or infinite values")
     if unit_range and (low < 0 or high > 1):
         raise ValueError(
-            f"{name} must lie in [0, 1], got values in [{low:g}, {high:g}] (put normalisation inside the model)"
+            f"{name} must be finite and lie in [0, 1], got values in [{low:g}, {high:g}] (put normalisation inside "
+            "the model)"
         )
 
 
@@ -85,7 +86,7 @@ def labels(name: str, value: Any, count: int, num_classes: int) -> np.ndarray:
     ``[0, num_classes)``."""
     array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
     if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer class labels, got dtype {array.dtype}")
+        raise TypeError(f"{name} must be an integer array of class labels, got dtype {array.dtype}")
     if array.shape != (count,):
         raise ValueError(f"{name} must have shape ({count},), one label per input, got {array.shape}")
     outside = array[(array < 0) | (array >= num_classes)]
