@@ -48,7 +48,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     work = parser.add_argument_group("examples and execution")
     work.add_argument("--skip", type=_positive_int, default=1, help="take every SKIP-th example (default: 1)")
     work.add_argument("--max-examples", type=_positive_int, metavar="M", help="take at most M examples")
-    work.add_argument("--batch", type=_positive_int, default=1000, help="noisy copies per forward pass")
+    work.add_argument("--batch", type=_positive_int,
+                      help="noisy copies per forward pass (default: the fastest, measured at start)")
     work.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     work.add_argument("--executor", default="local", help="local (default) or ray (with the ray extra)")
     work.add_argument("--workers", type=int, help="number of workers of the executor (ray: one model per worker)")

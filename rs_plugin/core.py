@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from . import sequential
 from .bounds import lower_confidence_bound, top_two_differ
+from .calibration import best_batch_size
 from .certificate import ABSTAIN, Certificate
 from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
@@ -29,6 +30,9 @@ class SmoothedClassifier:
 
     With an integer ``seed`` the results are reproducible: the k-th call on a fresh instance, or any
     call given ``index=i`` (a dataset position), always draws the same noise.
+
+    ``batch_size`` is the number of noisy copies per forward pass; None (the default) measures the fastest once
+    per model and input shape (:mod:`rs_plugin.calibration`). Results do not depend on it.
     """
 
     def __init__(
@@ -38,7 +42,7 @@ class SmoothedClassifier:
         sigma: float,
         *,
         noise: str = "gaussian",
-        batch_size: int = 1000,
+        batch_size: int | None = None,
         seed: int | None = None,
         device: Any = None,
     ) -> None:
@@ -48,7 +52,7 @@ class SmoothedClassifier:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         check_seed("seed", seed)
         self.noise = make_noise(noise, sigma)
-        self.batch_size = positive_int("batch_size", batch_size)
+        self.batch_size = None if batch_size is None else positive_int("batch_size", batch_size)
         self.num_classes = int(num_classes)
         self.sigma = self.noise.sigma
         self.seed = seed
@@ -70,8 +74,15 @@ class SmoothedClassifier:
             self._calls += 1
         return self.backend.stream(self.noise, stream_seed(self._root, purpose, index))
 
+    def batch_size_for(self, x: Any) -> int:
+        """The batch size used for inputs like the prepared ``x``: ``batch_size``, or the calibrated one."""
+        return self.batch_size or best_batch_size(self.backend, self.noise, x)[0]
+
     def _counts(self, x: Any, num: int, stream: Any) -> np.ndarray:
-        return self.backend.counts([x], [num], [stream], self.batch_size)[0]
+        return self.backend.counts([x], [num], [stream], self.batch_size_for(x))[0]
+
+    def _packed_counts(self, xs: list[Any], nums: list[int], streams: list[Any]) -> np.ndarray:
+        return self.backend.counts(xs, nums, streams, self.batch_size_for(xs[0]))
 
     def counts(self, x: Any, num: int, *, index: int | None = None) -> np.ndarray:
         """Class counts (length ``num_classes``) of the base classifier on ``num`` noisy copies of ``x``."""
@@ -87,9 +98,7 @@ class SmoothedClassifier:
         """
         n, alpha = positive_int("n", n), probability("alpha", alpha)
         prepared = self.backend.prepare(x)
-        counts = self._counts(prepared, n, self._stream("predict", index))
-        first, second = np.argsort(counts, kind="stable")[::-1][:2]
-        return int(first) if top_two_differ(int(counts[first]), int(counts[second]), alpha) else ABSTAIN
+        return _vote(self._counts(prepared, n, self._stream("predict", index)), alpha)
 
     def certify(
         self,
@@ -127,10 +136,14 @@ class SmoothedClassifier:
                 alpha,
                 [self.noise.p_needed(r) for r in targets],
             )
+        return self._certificate(x, selected, count, used, p_lower, n0)
+
+    def _certificate(self, x: Any, selected: int, count: int, used: int, p_lower: float, n0: int) -> Certificate:
+        """The certificate of class ``selected`` whose probability is at least ``p_lower``: abstains below 1/2."""
         if p_lower < 0.5:
             prediction, radius = ABSTAIN, 0.0
         else:
-            prediction, radius = selected, self.noise.radius(p_lower)
+            prediction, radius = int(selected), self.noise.radius(p_lower)
         return Certificate(
             prediction=prediction,
             radius=radius,
@@ -139,7 +152,7 @@ class SmoothedClassifier:
             num_samples=n0 + used,
             count=count,
             n=used,
-            selected=selected,
+            selected=int(selected),
             radii=self.noise.radii(radius, math.prod(np.shape(x))),
         )
 
@@ -153,14 +166,15 @@ class SmoothedClassifier:
         progress: bool = True,
     ) -> np.ndarray:
         """PREDICT on every input of ``xs`` with a progress bar; example ``k`` is seeded by ``indices[k]``
-        (default ``k``), so that any split of a dataset gives the same answers."""
-        return np.array(
-            [
-                self.predict(x, n, alpha, index=i)
-                for x, i in _numbered(xs, indices, progress, "predict")
-            ],
-            dtype=np.int64,
-        )
+        (default ``k``), so that any split of a dataset gives the same answers. Several examples share each
+        forward pass when ``n`` is below the batch size; the answers are those of :meth:`predict` one at a time."""
+        n, alpha = positive_int("n", n), probability("alpha", alpha)
+        answers = []
+        for pack in self._packs(_numbered(xs, indices, progress, "predict"), n):
+            streams = [self._stream("predict", i) for _, i in pack]
+            counts = self._packed_counts([x for x, _ in pack], [n] * len(pack), streams)
+            answers.extend(_vote(row, alpha) for row in counts)
+        return np.array(answers, dtype=np.int64)
 
     def certify_many(
         self,
@@ -173,11 +187,43 @@ class SmoothedClassifier:
         indices: Iterable[int] | None = None,
         progress: bool = True,
     ) -> list[Certificate]:
-        """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`."""
-        return [
-            self.certify(x, n0, n, alpha, target_radius=target_radius, index=i)
-            for x, i in _numbered(xs, indices, progress, "certify")
-        ]
+        """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`.
+        Fixed-n CERTIFY packs several examples into each forward pass when ``n0`` is below the batch size; the
+        certificates are those of :meth:`certify` one at a time."""
+        pairs = _numbered(xs, indices, progress, "certify")
+        if target_radius is not None:
+            return [self.certify(x, n0, n, alpha, target_radius=target_radius, index=i) for x, i in pairs]
+        n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
+        certificates = []
+        for pack in self._packs(pairs, min(n0, n)):
+            xs_, streams = [x for x, _ in pack], [self._stream("certify", i) for _, i in pack]
+            selected = self._packed_counts(xs_, [n0] * len(pack), streams).argmax(axis=1)
+            counts = self._packed_counts(xs_, [n] * len(pack), streams)[np.arange(len(pack)), selected]
+            certificates.extend(
+                self._certificate(x, c, int(k), n, lower_confidence_bound(int(k), n, alpha), n0)
+                for x, c, k in zip(xs_, selected, counts, strict=True)
+            )
+        return certificates
+
+    def _packs(self, pairs: Iterable[tuple[Any, int]], per_example: int) -> Iterator[list[tuple[Any, int]]]:
+        """Consecutive ``(prepared x, index)`` groups whose ``per_example`` copies each fill about one batch."""
+        pack: list[tuple[Any, int]] = []
+        size = None
+        for x, index in pairs:
+            prepared = self.backend.prepare(x)
+            pack.append((prepared, check_seed("index", index)))
+            size = size or max(1, self.batch_size_for(prepared) // per_example)
+            if len(pack) == size:
+                yield pack
+                pack = []
+        if pack:
+            yield pack
+
+
+def _vote(counts: np.ndarray, alpha: float) -> int:
+    """PREDICT's answer from the class counts: the top class if the binomial test separates it, else ABSTAIN."""
+    first, second = np.argsort(counts, kind="stable")[::-1][:2]
+    return int(first) if top_two_differ(int(counts[first]), int(counts[second]), alpha) else ABSTAIN
 
 
 def _numbered(xs: Iterable[Any], indices: Iterable[int] | None, progress: bool, desc: str) -> Iterable:

@@ -35,9 +35,15 @@ class LocalExecutor:
             raise ValueError("address: the local executor takes no cluster address; use --executor ray")
 
     def map(self, task: Task, indices: Iterable[int]) -> Iterator[Any]:
+        """Yield the results in order; a task with ``rows(state, indices)`` and ``pack_size(state)`` gets groups
+        of examples that share forward passes."""
         state = task.setup()
-        for index in indices:
-            yield task(state, index)
+        if not hasattr(task, "rows"):
+            yield from (task(state, index) for index in indices)
+            return
+        indices, size = list(indices), task.pack_size(state)
+        for start in range(0, len(indices), size):
+            yield from task.rows(state, indices[start : start + size])
 
 
 @hookimpl

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .calibration import best_batch_size
 from .checks import positive_int, probability, radii
 from .core import SmoothedClassifier
 from .datasets import NUM_CLASSES, load_dataset
@@ -105,7 +107,7 @@ class DatasetTask:
     n0: int = 100
     n: int = 100_000
     alpha: float = 0.001
-    batch: int = 1000
+    batch: int | None = None
     seed: int = 0
     target_radius: float | tuple[float, ...] | None = None
     device: str | None = None
@@ -117,8 +119,10 @@ class DatasetTask:
             raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {', '.join(NUM_CLASSES)}")
         if self.split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
-        for name in ("n0", "n", "batch"):
+        for name in ("n0", "n"):
             positive_int(name, getattr(self, name))
+        if self.batch is not None:
+            positive_int("batch", self.batch)
         probability("alpha", self.alpha)
         make_noise(self.noise, self.sigma)  # a known noise family, a valid sigma
         if self.seed < 0:
@@ -152,27 +156,46 @@ class DatasetTask:
             self.load_base(), NUM_CLASSES[self.dataset], self.sigma, noise=self.noise, batch_size=self.batch,
             seed=self.seed, device=self.device or "auto",
         )
-        return smoothed, self.load_dataset()
+        dataset = self.load_dataset()
+        if self.batch is None and len(dataset):
+            size, rate = best_batch_size(smoothed.backend, smoothed.noise, smoothed.backend.prepare(dataset[0][0]))
+            print(f"rs-plugin: batch size {size}, the fastest measured ({rate:,.0f} noisy inputs/s; --batch sets it)",
+                  file=sys.stderr)
+        return smoothed, dataset
 
     def __call__(self, state: tuple[SmoothedClassifier, Any], index: int) -> dict[str, Any]:
+        return self.rows(state, [index])[0]
+
+    def pack_size(self, state: tuple[SmoothedClassifier, Any]) -> int:
+        """How many examples :meth:`rows` should take at once to fill the forward passes."""
         smoothed, dataset = state
-        x, label = dataset[index]
-        label = int(label)
+        per_example = self.n if self.mode == "predict" else min(self.n0, self.n)
+        return max(1, smoothed.batch_size_for(smoothed.backend.prepare(dataset[0][0])) // per_example)
+
+    def rows(self, state: tuple[SmoothedClassifier, Any], indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The rows of the examples ``indices``, several sharing each forward pass: the rows of one example at a
+        time (``time`` is the group's time split evenly)."""
+        smoothed, dataset = state
+        examples = [dataset[i] for i in indices]
+        xs, labels = [x for x, _ in examples], [int(label) for _, label in examples]
         start = time.perf_counter()
         if self.mode == "certify":
-            certificate = smoothed.certify(
-                x, self.n0, self.n, self.alpha, target_radius=self.target_radius, index=index
+            certificates = smoothed.certify_many(
+                xs, self.n0, self.n, self.alpha, target_radius=self.target_radius, indices=indices, progress=False
             )
-            prediction = certificate.prediction
-            row = {"idx": index, "label": label, "predict": prediction, "radius": certificate.radius}
-            if self.target_radius is not None:
-                row[SAMPLES_COLUMN] = certificate.num_samples
+            predictions = [c.prediction for c in certificates]
         else:
-            prediction = smoothed.predict(x, self.n, self.alpha, index=index)
+            predictions = smoothed.predict_many(xs, self.n, self.alpha, indices=indices, progress=False).tolist()
+        seconds = (time.perf_counter() - start) / len(indices)
+        rows = []
+        for k, (index, label, prediction) in enumerate(zip(indices, labels, predictions, strict=True)):
             row = {"idx": index, "label": label, "predict": prediction}
-        row["correct"] = int(prediction == label)
-        row["time"] = time.perf_counter() - start
-        return row
+            if self.mode == "certify":
+                row["radius"] = certificates[k].radius
+                if self.target_radius is not None:
+                    row[SAMPLES_COLUMN] = certificates[k].num_samples
+            rows.append({**row, "correct": int(prediction == label), "time": seconds})
+        return rows
 
     def prepare(self) -> int:
         """Check on the driver what can be checked before any worker starts (the dataset loads, the model

@@ -189,3 +189,40 @@ def test_certificates_do_not_depend_on_the_batch_size(model: str) -> None:
         for batch in (7, 64, 1000, 5000)
     }
     assert len({(c.count, c.radius, c.selected) for c in certificates.values()}) == 1
+
+
+def linear_bases(model: str):
+    weight = np.array([[1.0, -2.0, 0.5], [-1.0, 2.0, -0.5], [0.2, 0.1, -0.3]], dtype=np.float32)
+    if model == "numpy":
+        return lambda b: b @ weight.T
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.from_numpy(weight))
+    return net
+
+
+@pytest.mark.parametrize("model", ["numpy", "torch"])
+def test_packed_predict_many_and_certify_many_equal_one_example_at_a_time(model: str) -> None:
+    """Several examples per forward pass (batch 1000, n = 100: ten examples a pass) change no answer."""
+    xs = np.random.default_rng(0).uniform(-0.3, 0.3, size=(23, 3)).astype(np.float32)
+    g = SmoothedClassifier(linear_bases(model), 3, 0.5, seed=1, batch_size=1000)
+    packed = g.predict_many(xs, 100, 0.05, indices=range(5, 28), progress=False)
+    alone = [g.predict(x, 100, 0.05, index=i) for i, x in zip(range(5, 28), xs, strict=True)]
+    assert packed.tolist() == alone and len(set(alone)) > 1  # a mix of classes and abstentions
+    for batch_size in (1000, 37):
+        g.batch_size = batch_size
+        packed = g.certify_many(xs, 100, 300, 0.01, progress=False)
+        assert packed == [g.certify(x, 100, 300, 0.01, index=i) for i, x in enumerate(xs)]
+
+
+def test_the_calibrated_batch_size_is_measured_once_and_changes_no_result() -> None:
+    from rs_plugin import calibration
+
+    g = SmoothedClassifier(linear_bases("numpy"), 3, 0.5, seed=2)
+    x = np.array([0.1, 0.0, -0.1], dtype=np.float32)
+    auto = g.certify(x, 100, 5000, 0.001, index=3)
+    size, rate = calibration.best_batch_size(g.backend, g.noise, g.backend.prepare(x))
+    assert size in calibration.CANDIDATES and rate > 0 and g.batch_size_for(g.backend.prepare(x)) == size
+    g.batch_size = 50
+    assert g.certify(x, 100, 5000, 0.001, index=3) == auto

@@ -1,0 +1,53 @@
+"""Choosing the batch size by measurement: the number of noisy copies per forward pass that evaluates fastest.
+
+The best size depends on the network, the input, the device and the machine (caches), so it is measured: a few
+batches at a few sizes through the backend's own noisy-evaluation loop, a fraction of a second, cached for the
+process. Results never depend on it (each example's noise comes from its own stream).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+"""Batch sizes tried, smallest first."""
+
+BUDGET_SECONDS = 0.5
+"""Calibration stops trying larger sizes once it has spent this long."""
+
+_MEASURED: dict[tuple, tuple[int, float]] = {}
+
+
+def calibration_key(backend: Any, x: Any) -> tuple:
+    """What the best batch size depends on: the model, the input's shape and dtype, the device."""
+    inner = getattr(backend, "backend", backend)
+    model = getattr(inner, "model", getattr(inner, "fn", inner))
+    return (id(model), tuple(getattr(x, "shape", ())), str(getattr(x, "dtype", "")), str(getattr(inner, "device", "")))
+
+
+def measure(backend: Any, noise: Any, x: Any, size: int, min_seconds: float = 0.02) -> float:
+    """Noisy copies evaluated per second by ``backend`` on batches of ``size`` copies of ``x`` (after a warm-up)."""
+    stream = backend.stream(noise, 0)
+    backend.counts([x], [size], [stream], size)
+    start, batches = time.perf_counter(), 0
+    while batches < 2 or (time.perf_counter() - start < min_seconds and batches < 50):
+        backend.counts([x], [size], [stream], size)
+        batches += 1
+    return batches * size / (time.perf_counter() - start)
+
+
+def best_batch_size(backend: Any, noise: Any, x: Any) -> tuple[int, float]:
+    """``(size, copies per second)`` of the fastest of :data:`CANDIDATES` for ``backend`` on inputs like the
+    prepared ``x``; measured once per process for each :func:`calibration_key`."""
+    key = calibration_key(backend, x)
+    if key not in _MEASURED:
+        rates: dict[int, float] = {}
+        start = time.perf_counter()
+        for size in CANDIDATES:
+            rates[size] = measure(backend, noise, x, size)
+            best = max(rates, key=rates.get)
+            if time.perf_counter() - start > BUDGET_SECONDS or size >= 4 * best:
+                break
+        _MEASURED[key] = (best, rates[best])
+    return _MEASURED[key]
