@@ -13,8 +13,10 @@ from typing import Any
 CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 """Batch sizes tried, smallest first."""
 
-BUDGET_SECONDS = 0.5
-"""Calibration stops trying larger sizes once it has spent this long."""
+BUDGET_SECONDS = 1.0
+"""Calibration stops trying larger sizes once it has spent this long (after at least :data:`MIN_SIZES` sizes)."""
+
+MIN_SIZES = 4
 
 _MEASURED: dict[tuple, tuple[int, float]] = {}
 
@@ -27,14 +29,19 @@ def calibration_key(backend: Any, x: Any) -> tuple:
 
 
 def measure(backend: Any, noise: Any, x: Any, size: int, min_seconds: float = 0.02) -> float:
-    """Noisy copies evaluated per second by ``backend`` on batches of ``size`` copies of ``x`` (after a warm-up)."""
+    """Noisy copies evaluated per second by ``backend`` on batches of ``size`` copies of ``x`` (after a warm-up):
+    the best of at least two timed batches, and of as many as fit in ``min_seconds``."""
     stream = backend.stream(noise, 0)
     backend.counts([x], [size], [stream], size)
-    start, batches = time.perf_counter(), 0
-    while batches < 2 or (time.perf_counter() - start < min_seconds and batches < 50):
+    rates: list[float] = []
+    spent = 0.0
+    while len(rates) < 2 or (spent < min_seconds and len(rates) < 50):
+        start = time.perf_counter()
         backend.counts([x], [size], [stream], size)
-        batches += 1
-    return batches * size / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        rates.append(size / seconds)
+        spent += seconds
+    return max(rates)
 
 
 def best_batch_size(backend: Any, noise: Any, x: Any) -> tuple[int, float]:
@@ -47,7 +54,8 @@ def best_batch_size(backend: Any, noise: Any, x: Any) -> tuple[int, float]:
         for size in CANDIDATES:
             rates[size] = measure(backend, noise, x, size)
             best = max(rates, key=rates.get)
-            if time.perf_counter() - start > BUDGET_SECONDS or size >= 4 * best:
+            late = len(rates) >= MIN_SIZES and time.perf_counter() - start > BUDGET_SECONDS
+            if late or size >= 4 * best:
                 break
         _MEASURED[key] = (best, rates[best])
     return _MEASURED[key]

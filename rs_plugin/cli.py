@@ -51,6 +51,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     work.add_argument("--batch", type=_positive_int,
                       help="noisy copies per forward pass (default: the fastest, measured at start)")
     work.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    work.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                      help="torch: evaluate the network in reduced precision (reports its agreement with float32 "
+                           "at start; default: fp32)")
+    work.add_argument("--channels-last", action="store_true",
+                      help="torch: run a convolutional network in the channels_last memory format")
     work.add_argument("--executor", default="local", help="local (default) or ray (with the ray extra)")
     work.add_argument("--workers", type=int, help="number of workers of the executor (ray: one model per worker)")
     work.add_argument("--address", help="ray: the cluster to connect to (e.g. auto, HOST:6379, ray://HOST:10001)")
@@ -112,6 +117,8 @@ def _run(args: argparse.Namespace) -> None:
         seed=args.seed,
         target_radius=tuple(args.target_radius) if getattr(args, "target_radius", None) else None,
         device=args.device,
+        precision=args.precision,
+        channels_last=args.channels_last,
     )
     options = {k: v for k, v in (("workers", args.workers), ("address", args.address)) if v is not None}
     executor = make_executor(args.executor, **options)

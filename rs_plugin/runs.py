@@ -30,6 +30,7 @@ from .plugins import make_noise
 from .results import CERTIFY_COLUMNS, PREDICT_COLUMNS, SAMPLES_COLUMN, ResultsWriter
 
 MODES = ("certify", "predict")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def load_callable(spec: str) -> Any:
@@ -111,6 +112,8 @@ class DatasetTask:
     seed: int = 0
     target_radius: float | tuple[float, ...] | None = None
     device: str | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -123,6 +126,8 @@ class DatasetTask:
             positive_int(name, getattr(self, name))
         if self.batch is not None:
             positive_int("batch", self.batch)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         probability("alpha", self.alpha)
         make_noise(self.noise, self.sigma)  # a known noise family, a valid sigma
         if self.seed < 0:
@@ -152,11 +157,24 @@ class DatasetTask:
     def setup(self) -> tuple[SmoothedClassifier, Any]:
         """Load the base classifier (on ``device``; default ``"auto"``: a torch model on CUDA when available) and
         the dataset."""
+        base = reference = self.load_base()
+        if self.precision != "fp32" or self.channels_last:
+            require("torch", "torch", "--precision and --channels-last")
+            from .adapters.torch import FastModel
+
+            base = FastModel(reference, self.precision, self.channels_last)
         smoothed = SmoothedClassifier(
-            self.load_base(), NUM_CLASSES[self.dataset], self.sigma, noise=self.noise, batch_size=self.batch,
+            base, NUM_CLASSES[self.dataset], self.sigma, noise=self.noise, batch_size=self.batch,
             seed=self.seed, device=self.device or "auto",
         )
         dataset = self.load_dataset()
+        if self.precision != "fp32" and len(dataset):
+            from .adapters.torch import label_agreement
+
+            sample = [dataset[i][0] for i in range(min(8, len(dataset)))]
+            agreement = label_agreement(reference, base, sample, smoothed.noise, 100, self.seed)
+            print(f"rs-plugin: {self.precision} predicts the float32 label on {agreement:.1%} of "
+                  f"{100 * len(sample)} noisy inputs of the first {len(sample)} examples", file=sys.stderr)
         if self.batch is None and len(dataset):
             size, rate = best_batch_size(smoothed.backend, smoothed.noise, smoothed.backend.prepare(dataset[0][0]))
             print(f"rs-plugin: batch size {size}, the fastest measured ({rate:,.0f} noisy inputs/s; --batch sets it)",

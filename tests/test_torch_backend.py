@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,39 @@ def test_cuda_model_gets_noise_and_inputs_on_its_device() -> None:
     assert g.certify(np.array([[0.4, 0.0]], np.float32), 100, 10_000, 0.001).prediction == 1
     cpu = SmoothedClassifier(linear_net([1.0, 0.0], 0.0), 2, 0.5, seed=0, device="cuda")
     assert cpu.backend.device.type == "cuda"
+
+
+def test_reduced_precision_and_channels_last_agree_with_float32_and_the_cli_reports_it(
+    noisy_digits_net, digits_test, tmp_path, capsys
+) -> None:
+    from rs_plugin.adapters.torch import FastModel, label_agreement
+    from rs_plugin.cli import main
+    from rs_plugin.noises import Gaussian
+
+    x = digits_test[0][:10]
+    for precision, channels_last, at_least in (("bf16", False, 0.95), ("fp32", True, 0.999)):
+        fast = FastModel(noisy_digits_net, precision, channels_last)
+        assert label_agreement(noisy_digits_net, fast, x, Gaussian(0.25), 100) >= at_least
+    noisy_digits_net.to(memory_format=torch.contiguous_format)
+    out = tmp_path / "bf16.tsv"
+    code = main(["predict", "--sigma", "0.25", "--n", "100", "--max-examples", "3", "--precision", "bf16",
+                 "--no-progress", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0 and re.search(r"bf16 predicts the float32 label on \d+\.\d% of 800 noisy inputs", err)
+    assert len(out.read_text().splitlines()) == 4
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        FastModel(noisy_digits_net, "int8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_certificates_do_not_depend_on_batch_size_and_bf16_runs() -> None:
+    from rs_plugin.adapters.torch import FastModel
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).cuda()
+    x = np.random.default_rng(0).random((3, 2, 2), dtype=np.float32)
+    certificates = {b: SmoothedClassifier(net, 3, 0.5, seed=1, batch_size=b).certify(x, 100, 5000, 0.01, index=2)
+                    for b in (7, 256, 5000)}
+    assert len({(c.count, c.selected) for c in certificates.values()}) == 1
+    fast = SmoothedClassifier(FastModel(net, "bf16", channels_last=False), 3, 0.5, seed=1)
+    assert fast.certify(x, 100, 5000, 0.01, index=2).selected == certificates[7].selected
