@@ -103,6 +103,8 @@ class SmoothedClassifier:
         alpha: float,
         *,
         target_radius: float | Sequence[float] | None = None,
+        radius_tolerance: float | None = None,
+        sequence: str = "betting",
         index: int | None = None,
     ) -> Certificate:
         """CERTIFY: g's class at ``x`` and a radius within which g is constant.
@@ -112,24 +114,33 @@ class SmoothedClassifier:
         probability at least ``1 - alpha`` the returned class is g(x) and g returns it within the radius.
         Abstains when the bound is below 1/2.
 
-        With ``target_radius`` (a radius or a list of radii) sampling stops as soon as it is decided
-        whether the radius is certified, drawing at most ``n`` estimation samples, with the same
-        guarantee (see :mod:`rs_plugin.sequential`); ``num_samples`` reports what was used.
+        Sequential CERTIFY (:mod:`rs_plugin.sequential`) draws the ``n`` estimation samples in stages and
+        stops early, with the same guarantee for any of its stopping rules: with ``target_radius`` (a
+        radius or a list of radii) as soon as it is decided whether each radius is certified, or cannot be
+        with the samples left; with ``radius_tolerance`` (eps) once the radius projected to ``n`` samples
+        at the current estimate exceeds the current one by at most eps (a heuristic: more samples could
+        still raise it by more); with both, when both hold. ``sequence`` names the anytime-valid bound:
+        ``"betting"`` (a betting confidence sequence, Waudby-Smith & Ramdas 2023) or ``"bonferroni"``
+        (Clopper-Pearson with alpha spent over doubling checkpoints). ``num_samples`` reports what was used.
         """
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
-        targets = None if target_radius is None else radii("target_radius", target_radius)
+        targets = [] if target_radius is None else radii("target_radius", target_radius)
+        tolerance = None if radius_tolerance is None else sequential.tolerance(radius_tolerance)
+        bounds = sequential.make_sequence(sequence, alpha, n)
         prepared = self.backend.prepare(x)
         generator = self._generator(_CERTIFY, index)
         selected = int(np.argmax(self._counts(prepared, n0, generator)))
-        if targets is None:
+        if not targets and tolerance is None:
             count, used = int(self._counts(prepared, n, generator)[selected]), n
             p_lower = lower_confidence_bound(count, n, alpha)
         else:
             count, used, p_lower = sequential.estimate(
                 lambda m: int(self._counts(prepared, m, generator)[selected]),
                 n,
-                alpha,
+                bounds,
                 [self.noise.p_needed(r) for r in targets],
+                tolerance=tolerance,
+                radius=lambda p: self.noise.radius(p) if p >= 0.5 else 0.0,
             )
         if p_lower < 0.5:
             prediction, radius = ABSTAIN, 0.0
@@ -174,12 +185,17 @@ class SmoothedClassifier:
         alpha: float,
         *,
         target_radius: float | Sequence[float] | None = None,
+        radius_tolerance: float | None = None,
+        sequence: str = "betting",
         indices: Iterable[int] | None = None,
         progress: bool = True,
     ) -> list[Certificate]:
         """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`."""
         return [
-            self.certify(x, n0, n, alpha, target_radius=target_radius, index=i)
+            self.certify(
+                x, n0, n, alpha, target_radius=target_radius, radius_tolerance=radius_tolerance, sequence=sequence,
+                index=i,
+            )
             for x, i in _numbered(xs, indices, progress, "certify")
         ]
 

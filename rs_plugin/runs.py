@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from . import sequential
 from .checks import positive_int, probability, radii
 from .core import SmoothedClassifier
 from .executors import Executor, LocalExecutor
@@ -105,6 +106,8 @@ class DatasetTask:
     batch: int = 1000
     seed: int = 0
     target_radius: float | tuple[float, ...] | None = None
+    radius_tolerance: float | None = None
+    sequence: str = "betting"
     device: str | None = None
 
     def __post_init__(self) -> None:
@@ -126,13 +129,23 @@ class DatasetTask:
             if self.mode != "certify":
                 raise ValueError("target_radius applies to certify only")
             object.__setattr__(self, "target_radius", tuple(radii("target_radius", self.target_radius)))
+        if self.radius_tolerance is not None:
+            if self.mode != "certify":
+                raise ValueError("radius_tolerance applies to certify only")
+            object.__setattr__(self, "radius_tolerance", sequential.tolerance(self.radius_tolerance))
+        sequential.make_sequence(self.sequence, self.alpha, self.n)  # a known sequence
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The output columns: the paper's, plus ``samples`` for CERTIFY with target radii."""
+        """The output columns: the paper's, plus ``samples`` for sequential CERTIFY (target radii or a tolerance)."""
         if self.mode == "predict":
             return PREDICT_COLUMNS
-        return CERTIFY_COLUMNS if self.target_radius is None else (*CERTIFY_COLUMNS, SAMPLES_COLUMN)
+        return CERTIFY_COLUMNS if not self.stops_early else (*CERTIFY_COLUMNS, SAMPLES_COLUMN)
+
+    @property
+    def stops_early(self) -> bool:
+        """Whether CERTIFY stops early (target radii or a radius tolerance given)."""
+        return self.target_radius is not None or self.radius_tolerance is not None
 
     def load_dataset(self) -> Any:
         """The dataset, a sequence of ``(x in [0, 1], label)``."""
@@ -161,11 +174,12 @@ class DatasetTask:
         start = time.perf_counter()
         if self.mode == "certify":
             certificate = smoothed.certify(
-                x, self.n0, self.n, self.alpha, target_radius=self.target_radius, index=index
+                x, self.n0, self.n, self.alpha, target_radius=self.target_radius,
+                radius_tolerance=self.radius_tolerance, sequence=self.sequence, index=index,
             )
             prediction = certificate.prediction
             row = {"idx": index, "label": label, "predict": prediction, "radius": certificate.radius}
-            if self.target_radius is not None:
+            if self.stops_early:
                 row[SAMPLES_COLUMN] = certificate.num_samples
         else:
             prediction = smoothed.predict(x, self.n, self.alpha, index=index)
