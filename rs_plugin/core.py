@@ -115,13 +115,13 @@ class SmoothedClassifier:
         Abstains when the bound is below 1/2.
 
         Sequential CERTIFY (:mod:`rs_plugin.sequential`) draws the ``n`` estimation samples in stages and
-        stops early, with the same guarantee for any of its stopping rules: with ``target_radius`` (a
-        radius or a list of radii) as soon as it is decided whether each radius is certified, or cannot be
-        with the samples left; with ``radius_tolerance`` (eps) once the radius projected to ``n`` samples
-        at the current estimate exceeds the current one by at most eps (a heuristic: more samples could
-        still raise it by more); with both, when both hold. ``sequence`` names the anytime-valid bound:
-        ``"betting"`` (a betting confidence sequence, Waudby-Smith & Ramdas 2023) or ``"bonferroni"``
-        (Clopper-Pearson with alpha spent over doubling checkpoints). ``num_samples`` reports what was used.
+        stops early, with the same guarantee whatever the stopping rule: with ``target_radius`` (a radius
+        or a list of radii) once each radius is certified or projected out of reach of the samples left;
+        with ``radius_tolerance`` (eps) once more samples, up to ``n``, are not expected to raise the radius
+        by more than eps; with both, when both hold (the projections are heuristics, not guarantees). ``sequence``
+        names the anytime-valid bound: ``"betting"`` (a betting confidence sequence, Waudby-Smith & Ramdas
+        2023) or ``"bonferroni"`` (Clopper-Pearson with alpha spent over doubling checkpoints, Horvath et
+        al. 2022). ``num_samples`` reports the samples used.
         """
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
         targets = [] if target_radius is None else radii("target_radius", target_radius)

@@ -36,8 +36,6 @@ from .bounds import lower_confidence_bound, upper_confidence_bound
 
 SEQUENCES = ("betting", "bonferroni")
 FIRST_CHECKPOINT = 100
-PROJECTION_LEVEL = 0.05
-"""The level of the optimistic rate at which :func:`estimate` projects the samples left (a stopping rule only)."""
 
 
 class ConfidenceSequence(ABC):
@@ -177,13 +175,14 @@ def estimate(
 
     ``draw(m)`` draws ``m`` fresh samples and returns how many were successes. At each checkpoint ``t``
     of ``sequence``, with ``k`` successes so far, ``lower`` is the sequence's bound and ``projected =
-    sequence.lower(k + (n - t) q, n)`` the bound at ``n`` if the samples left succeeded at the optimistic
-    rate ``q``, the one-sided Clopper-Pearson upper bound on ``p`` at level :data:`PROJECTION_LEVEL`
-    (``q = 1``, every sample left a success, once all so far succeeded):
+    sequence.lower(k + (n - t) q, n)`` the bound at ``n`` if the samples left succeeded at an optimistic
+    rate ``q``: the one-sided Clopper-Pearson upper bound on ``p`` at level ``t / (2 n)`` (1 if every
+    sample so far succeeded). Its optimism fades as samples are drawn: far above the estimate ``k / t``
+    early, where the counts are noisy and read often, the estimate itself (the median) at ``t = n``.
 
     * a threshold ``tau`` on ``p`` is decided when ``lower >= tau`` (certified) or ``projected < tau``
-      (abandoned as out of reach of the samples left; before the first sample this drops every
-      threshold beyond what ``n`` samples can certify, ``sequence.lower(n, n)``);
+      (abandoned as out of reach of the samples left; every threshold beyond what ``n`` samples can ever
+      certify, ``sequence.lower(n, n)``, is abandoned at the first checkpoint);
     * with ``tolerance`` (``radius`` turns a bound into a certified radius, 0 below 1/2), the radius is
       settled when ``radius(projected) - radius(lower) <= tolerance``: more samples, up to ``n``, are not
       expected to raise it by more (input-specific sample sizes within a radius tolerance, as in Chen et
@@ -205,7 +204,7 @@ def estimate(
         lower = sequence.lower(count, drawn)
         if drawn == n or not (tolerance is not None or any(lower < t for t in thresholds)):
             break
-        rate = upper_confidence_bound(count, drawn, PROJECTION_LEVEL)
+        rate = upper_confidence_bound(count, drawn, drawn / (2 * n))
         projected = sequence.lower(count + round((n - drawn) * rate), n)
         if any(lower < t <= projected for t in thresholds):
             continue
