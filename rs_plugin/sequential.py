@@ -17,9 +17,11 @@ Two confidence sequences (:data:`SEQUENCES`, built by :func:`make_sequence`):
 * ``"bonferroni"`` (:class:`BonferroniSequence`): Clopper-Pearson bounds at doubling checkpoints with
   alpha spent across them by the union bound (Horvath et al., ICLR 2022).
 
-Voracek (2024) finds confidence sequences ahead of alpha spending for this decision problem; so does
-``benchmarks/sequential.py``: the betting sequence needs about half the samples to certify an input whose
-samples all succeed, and fewer forward passes on digits at the same certified-accuracy table.
+Voracek (2024) studies confidence sequences for these decisions in randomized smoothing. Measured by
+``benchmarks/sequential.py``: the betting sequence certifies an input whose samples all succeed with about
+half the samples, and on digits (four target radii, n = 100,000) used 11.4x fewer forward passes than
+fixed-n CERTIFY against Bonferroni's 6.5x, its table within 2 inputs of fixed n's at each radius (its
+bound at ``n`` is slightly looser than Clopper-Pearson's; Bonferroni's table matched exactly).
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ class ConfidenceSequence(ABC):
     @abstractmethod
     def lower(self, k: int, t: int) -> float:
         """The lower bound on ``p`` after ``k`` successes in ``t`` samples (``t`` a checkpoint)."""
-
 
 
 class BonferroniSequence(ConfidenceSequence):
@@ -135,11 +136,9 @@ class BettingSequence(ConfidenceSequence):
         log_mixture = betaln(a + k, b + t - k) - betaln(a, b)
         threshold = math.log(1 / self.alpha)
 
-        def excess(m: float) -> float:  # log W_t(m) - log(1 / alpha), decreasing on (0, k / t]
+        def excess(m: float) -> float:  # log W_t(m) - log(1 / alpha): decreasing on (0, k / t], < 0 at k / t
             return log_mixture - _log_likelihood(k, t, m) - threshold
 
-        if excess(k / t) >= 0:  # even the maximum-likelihood value is excluded (never for this prior)
-            return k / t
         root = brentq(excess, math.ulp(0.0), k / t, xtol=1e-15, rtol=4 * math.ulp(1.0))
         while excess(root) < 0:  # step onto the excluded side: never tighter than the exact bound
             root -= 1e-15
