@@ -113,6 +113,7 @@ def tightness_experiment(
     n0: int = 100,
     n: int = 10_000,
     alpha: float = 0.001,
+    radius_tolerance: float | None = None,
     predict_n: int = 1000,
     predict_alpha: float = 0.001,
     steps: int = 20,
@@ -133,7 +134,8 @@ def tightness_experiment(
     ``reuse_noise``) within ``factor * R`` for each of ``factors``; judge each adversarial input with PREDICT
     (``predict_n`` fresh samples, ``predict_alpha``). A success is a class other than the label; an abstention
     is counted apart. Below factor 1 a success contradicts the certificate, which happens with probability at
-    most ``alpha + predict_alpha`` per example.
+    most ``alpha + predict_alpha`` per example. With ``radius_tolerance``, CERTIFY is sequential (a fraction of
+    the samples, R within about that tolerance of fixed-n's; see :meth:`SmoothedClassifier.certify`).
 
     Reproducible for a given ``seed``: example ``k`` is named ``indices[k]`` (default ``k``; e.g. its position
     in the dataset) in the rows and certified with the noise of that index; each factor's attack and PREDICT on
@@ -158,7 +160,9 @@ def tightness_experiment(
     if len(names) != len(x) or len(set(names)) != len(names) or min(names) < 0:
         raise ValueError(f"indices must hold {len(x)} distinct non-negative ints, one per example")
     smoothed = SmoothedClassifier(base, num_classes, sigma, noise=noise, batch_size=batch_size, seed=seed)
-    certificates = smoothed.certify_many(x, n0, n, alpha, indices=names, progress=progress)
+    certificates = smoothed.certify_many(
+        x, n0, n, alpha, radius_tolerance=radius_tolerance, indices=names, progress=progress
+    )
     rows = [
         {
             "index": names[i],
@@ -225,6 +229,7 @@ def tightness_experiment(
         "n0": n0,
         "n": n,
         "alpha": alpha,
+        "radius_tolerance": radius_tolerance,
         "predict_n": predict_n,
         "predict_alpha": predict_alpha,
         "steps": steps,

@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n0", type=int, default=100, help="CERTIFY's selection samples")
     parser.add_argument("--n", type=int, help=f"CERTIFY's estimation samples (default {DEFAULTS['n']})")
     parser.add_argument("--alpha", type=float, default=0.001, help="failure probability of CERTIFY and PREDICT")
+    parser.add_argument("--radius-tolerance", type=float, metavar="EPS",
+                        help="sequential CERTIFY: stop once more samples are not expected to raise R by more than EPS")
     parser.add_argument("--predict-n", type=int, help=f"PREDICT's samples (default {DEFAULTS['predict_n']})")
     parser.add_argument("--steps", type=int, help=f"SmoothAdvPGD steps (default {DEFAULTS['steps']})")
     parser.add_argument("--num-noise", type=int, help=f"noise draws per attack step (default {DEFAULTS['num_noise']})")
@@ -103,6 +105,7 @@ def print_report(args: argparse.Namespace, result: Any, deepfool: np.ndarray | N
     print(
         f"\nTightness of the certificate: {args.dataset}, sigma={args.sigma}, {len(rows)} test examples, "
         f"CERTIFY n0={args.n0} n={args.n} alpha={args.alpha}"
+        + (f" radius_tolerance={args.radius_tolerance}" if args.radius_tolerance else "")
     )
     mean_radius = np.mean([row["radius"] for row in certified]) if certified else float("nan")
     print(f"certified correct (R > 0): {len(certified)}/{len(rows)}, mean R {mean_radius:.3f}")
@@ -179,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         n0=args.n0,
         n=args.n,
         alpha=args.alpha,
+        radius_tolerance=args.radius_tolerance,
         predict_n=args.predict_n,
         predict_alpha=args.alpha,
         steps=args.steps,

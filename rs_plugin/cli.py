@@ -43,6 +43,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
         smoothing.add_argument("--target-radius", type=float, nargs="+", metavar="R",
                                help="stop sampling as soon as each radius R is decided (sequential CERTIFY); "
                                     "adds a trailing 'samples' column")
+        smoothing.add_argument("--radius-tolerance", type=float, metavar="EPS",
+                               help="stop sampling once more samples (up to --n) are not expected to raise the "
+                                    "radius by more than EPS (sequential CERTIFY); adds a 'samples' column")
+        smoothing.add_argument("--sequence", default="betting",
+                               help="anytime-valid bound of sequential CERTIFY: betting (default) or bonferroni")
     smoothing.add_argument("--seed", type=int, default=0,
                            help="noise seed; example idx gets noise fixed by (seed, idx) (default: 0)")
     work = parser.add_argument_group("examples and execution")
@@ -116,6 +121,8 @@ def _run(args: argparse.Namespace) -> None:
         batch=args.batch,
         seed=args.seed,
         target_radius=tuple(args.target_radius) if getattr(args, "target_radius", None) else None,
+        radius_tolerance=getattr(args, "radius_tolerance", None),
+        sequence=getattr(args, "sequence", "betting"),
         device=args.device,
         precision=args.precision,
         channels_last=args.channels_last,

@@ -108,6 +108,8 @@ class SmoothedClassifier:
         alpha: float,
         *,
         target_radius: float | Sequence[float] | None = None,
+        radius_tolerance: float | None = None,
+        sequence: str = "betting",
         index: int | None = None,
     ) -> Certificate:
         """CERTIFY: g's class at ``x`` and a radius within which g is constant.
@@ -117,24 +119,33 @@ class SmoothedClassifier:
         probability at least ``1 - alpha`` the returned class is g(x) and g returns it within the radius.
         Abstains when the bound is below 1/2.
 
-        With ``target_radius`` (a radius or a list of radii) sampling stops as soon as it is decided
-        whether the radius is certified, drawing at most ``n`` estimation samples, with the same
-        guarantee (see :mod:`rs_plugin.sequential`); ``num_samples`` reports what was used.
+        Sequential CERTIFY (:mod:`rs_plugin.sequential`) draws the ``n`` estimation samples in stages and
+        stops early, with the same guarantee whatever the stopping rule: with ``target_radius`` (a radius
+        or a list of radii) once each radius is certified or projected out of reach of the samples left;
+        with ``radius_tolerance`` (eps) once more samples, up to ``n``, are not expected to raise the radius
+        by more than eps; with both, when both hold (the projections are heuristics, not guarantees). ``sequence``
+        names the anytime-valid bound: ``"betting"`` (a betting confidence sequence, Waudby-Smith & Ramdas
+        2023) or ``"bonferroni"`` (Clopper-Pearson with alpha spent over doubling checkpoints, Horvath et
+        al. 2022). ``num_samples`` reports the samples used.
         """
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
-        targets = None if target_radius is None else radii("target_radius", target_radius)
+        targets = [] if target_radius is None else radii("target_radius", target_radius)
+        tolerance = None if radius_tolerance is None else sequential.tolerance(radius_tolerance)
+        bounds = sequential.make_sequence(sequence, alpha, n)
         prepared = self.backend.prepare(x)
         stream = self._stream("certify", index)
         selected = int(np.argmax(self._counts(prepared, n0, stream)))
-        if targets is None:
+        if not targets and tolerance is None:
             count, used = int(self._counts(prepared, n, stream)[selected]), n
             p_lower = lower_confidence_bound(count, n, alpha)
         else:
             count, used, p_lower = sequential.estimate(
                 lambda m: int(self._counts(prepared, m, stream)[selected]),
                 n,
-                alpha,
+                bounds,
                 [self.noise.p_needed(r) for r in targets],
+                tolerance=tolerance,
+                radius=self._radius_of,
             )
         return self._certificate(x, selected, count, used, p_lower, n0)
 
@@ -184,26 +195,57 @@ class SmoothedClassifier:
         alpha: float,
         *,
         target_radius: float | Sequence[float] | None = None,
+        radius_tolerance: float | None = None,
+        sequence: str = "betting",
         indices: Iterable[int] | None = None,
         progress: bool = True,
     ) -> list[Certificate]:
         """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`.
-        Fixed-n CERTIFY packs several examples into each forward pass when ``n0`` is below the batch size; the
-        certificates are those of :meth:`certify` one at a time."""
-        pairs = _numbered(xs, indices, progress, "certify")
-        if target_radius is not None:
-            return [self.certify(x, n0, n, alpha, target_radius=target_radius, index=i) for x, i in pairs]
+        Several examples share each forward pass when ``n0`` is below the batch size (sequential CERTIFY advances
+        the undecided ones in rounds); the certificates are those of :meth:`certify` one at a time."""
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
+        targets = [] if target_radius is None else radii("target_radius", target_radius)
+        tolerance = None if radius_tolerance is None else sequential.tolerance(radius_tolerance)
+        bounds = sequential.make_sequence(sequence, alpha, n)
+        thresholds = [self.noise.p_needed(r) for r in targets]
         certificates = []
-        for pack in self._packs(pairs, min(n0, n)):
+        for pack in self._packs(_numbered(xs, indices, progress, "certify"), min(n0, n)):
             xs_, streams = [x for x, _ in pack], [self._stream("certify", i) for _, i in pack]
             selected = self._packed_counts(xs_, [n0] * len(pack), streams).argmax(axis=1)
-            counts = self._packed_counts(xs_, [n] * len(pack), streams)[np.arange(len(pack)), selected]
+            if not targets and tolerance is None:
+                counts = self._packed_counts(xs_, [n] * len(pack), streams)[np.arange(len(pack)), selected]
+                estimates = [(int(k), n, lower_confidence_bound(int(k), n, alpha)) for k in counts]
+            else:
+                procedures = [
+                    sequential.stages(n, bounds, thresholds, tolerance=tolerance, radius=self._radius_of)
+                    for _ in pack
+                ]
+                estimates = self._rounds(xs_, streams, selected, procedures)
             certificates.extend(
-                self._certificate(x, c, int(k), n, lower_confidence_bound(int(k), n, alpha), n0)
-                for x, c, k in zip(xs_, selected, counts, strict=True)
+                self._certificate(x, c, *estimate, n0) for x, c, estimate in zip(xs_, selected, estimates, strict=True)
             )
         return certificates
+
+    def _radius_of(self, p: float) -> float:
+        """The radius certified by a lower bound ``p`` on the top class's probability (0 below 1/2)."""
+        return self.noise.radius(p) if p >= 0.5 else 0.0
+
+    def _rounds(self, xs: list[Any], streams: list[Any], selected: np.ndarray, procedures: list) -> list[tuple]:
+        """Run sequential procedures (:func:`rs_plugin.sequential.stages`) side by side: each round draws every
+        undecided example's next stage in shared forward passes. Returns each procedure's result."""
+        results: list[tuple | None] = [None] * len(xs)
+        wanted = {e: next(procedure) for e, procedure in enumerate(procedures)}
+        while wanted:
+            active = list(wanted)
+            counts = self._packed_counts([xs[e] for e in active], [wanted[e] for e in active],
+                                         [streams[e] for e in active])
+            for e, row in zip(active, counts, strict=True):
+                try:
+                    wanted[e] = procedures[e].send(int(row[selected[e]]))
+                except StopIteration as done:
+                    results[e] = done.value
+                    del wanted[e]
+        return results
 
     def _packs(self, pairs: Iterable[tuple[Any, int]], per_example: int) -> Iterator[list[tuple[Any, int]]]:
         """Consecutive ``(prepared x, index)`` groups whose ``per_example`` copies each fill about one batch."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from . import sequential
 from .calibration import best_batch_size
 from .checks import positive_int, probability, radii
 from .core import SmoothedClassifier
@@ -111,6 +112,8 @@ class DatasetTask:
     batch: int | None = None
     seed: int = 0
     target_radius: float | tuple[float, ...] | None = None
+    radius_tolerance: float | None = None
+    sequence: str = "betting"
     device: str | None = None
     precision: str = "fp32"
     channels_last: bool = False
@@ -136,13 +139,23 @@ class DatasetTask:
             if self.mode != "certify":
                 raise ValueError("target_radius applies to certify only")
             object.__setattr__(self, "target_radius", tuple(radii("target_radius", self.target_radius)))
+        if self.radius_tolerance is not None:
+            if self.mode != "certify":
+                raise ValueError("radius_tolerance applies to certify only")
+            object.__setattr__(self, "radius_tolerance", sequential.tolerance(self.radius_tolerance))
+        sequential.make_sequence(self.sequence, self.alpha, self.n)  # a known sequence
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The output columns: the paper's, plus ``samples`` for CERTIFY with target radii."""
+        """The output columns: the paper's, plus ``samples`` for sequential CERTIFY (target radii or a tolerance)."""
         if self.mode == "predict":
             return PREDICT_COLUMNS
-        return CERTIFY_COLUMNS if self.target_radius is None else (*CERTIFY_COLUMNS, SAMPLES_COLUMN)
+        return CERTIFY_COLUMNS if not self.stops_early else (*CERTIFY_COLUMNS, SAMPLES_COLUMN)
+
+    @property
+    def stops_early(self) -> bool:
+        """Whether CERTIFY stops early (target radii or a radius tolerance given)."""
+        return self.target_radius is not None or self.radius_tolerance is not None
 
     def load_dataset(self) -> Any:
         """The dataset, a sequence of ``(x in [0, 1], label)``."""
@@ -199,7 +212,8 @@ class DatasetTask:
         start = time.perf_counter()
         if self.mode == "certify":
             certificates = smoothed.certify_many(
-                xs, self.n0, self.n, self.alpha, target_radius=self.target_radius, indices=indices, progress=False
+                xs, self.n0, self.n, self.alpha, target_radius=self.target_radius,
+                radius_tolerance=self.radius_tolerance, sequence=self.sequence, indices=indices, progress=False,
             )
             predictions = [c.prediction for c in certificates]
         else:
@@ -210,7 +224,7 @@ class DatasetTask:
             row = {"idx": index, "label": label, "predict": prediction}
             if self.mode == "certify":
                 row["radius"] = certificates[k].radius
-                if self.target_radius is not None:
+                if self.stops_early:
                     row[SAMPLES_COLUMN] = certificates[k].num_samples
             rows.append({**row, "correct": int(prediction == label), "time": seconds})
         return rows

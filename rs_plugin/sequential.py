@@ -1,66 +1,248 @@
-"""Sequential estimation for CERTIFY with a target radius: stop as soon as the answer at the target is clear.
+"""Sequential estimation for CERTIFY: stop sampling as soon as the question asked is answered.
 
-Construction (alpha spending over a geometric schedule, a union bound): the estimation samples are
-examined only at the checkpoints ``n_1 < n_2 < ... < n_K = n`` (``n_1 = first``, each the previous
-times ``growth``). Checkpoint ``j`` gets its own level ``alpha_j`` with ``sum_j alpha_j = alpha``: half
-of ``alpha`` goes to the last checkpoint, so that an example that needs all ``n`` samples loses little
-against fixed-n CERTIFY, and the other half is shared equally by the earlier ones. At checkpoint ``j``
-the one-sided Clopper-Pearson bounds at level ``alpha_j`` are computed from all samples so far. By the
-union bound, the probability that *any* checkpoint's lower bound exceeds the true probability is at
-most ``alpha``, so the lower bound at whatever checkpoint the procedure stops at (a stopping time) is a
-valid ``1 - alpha`` bound, and so is the radius computed from it. The upper bounds only decide when
-to stop; they never enter a certificate. This is the "Clopper-Pearson bounds at a geometric schedule
-of checkpoints with alpha spent across them" family of anytime-valid tests (a Bonferroni group-
-sequential design, Wald 1947 and Pocock 1977 for the idea; applied to randomized smoothing with
-Clopper-Pearson stages by Horvath et al., "Boosting randomized smoothing with variance reduced
-classifiers", ICLR 2022).
+CERTIFY's guarantee rests on one lower confidence bound on ``p``, the probability that the base
+classifier returns the selected class under noise. Sequential CERTIFY draws the estimation samples in
+stages and reads a *confidence sequence*: bounds on ``p`` from the ``k`` successes among the first
+``t`` samples such that, with probability at least ``1 - alpha``, the lower bound holds at every
+checkpoint at once. Holding simultaneously, it holds at whatever checkpoint sampling stops, whatever rule
+chose that checkpoint from the samples seen so far: **with probability at least 1 - alpha the returned
+class and radius are correct, for every stopping rule of** :func:`estimate` (targets, abandoned targets,
+radius tolerance), exactly as for fixed-n CERTIFY. The stopping rules only decide when to stop; their
+projections never enter a certificate. The selection samples (``n0``) stay separate.
+
+Two confidence sequences (:data:`SEQUENCES`, built by :func:`make_sequence`):
+
+* ``"betting"`` (default, :class:`BettingSequence`): a betting confidence sequence (Waudby-Smith &
+  Ramdas 2023), valid at every sample, so the counts are read every 10% of samples at no cost in alpha;
+* ``"bonferroni"`` (:class:`BonferroniSequence`): Clopper-Pearson bounds at doubling checkpoints with
+  alpha spent across them by the union bound (Horvath et al., ICLR 2022).
+
+Voracek (2024) studies confidence sequences for these decisions in randomized smoothing. Measured by
+``benchmarks/sequential.py``: the betting sequence certifies an input whose samples all succeed with about
+half the samples, and on digits (four target radii, n = 100,000) used 11.4x fewer forward passes than
+fixed-n CERTIFY against Bonferroni's 6.5x, its table within 2 inputs of fixed n's at each radius (its
+bound at ``n`` is slightly looser than Clopper-Pearson's; Bonferroni's table matched exactly).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import numbers
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Sequence
+
+from scipy.optimize import brentq
+from scipy.special import betaln
 
 from .bounds import lower_confidence_bound, upper_confidence_bound
 
+SEQUENCES = ("betting", "bonferroni")
 FIRST_CHECKPOINT = 100
-GROWTH = 2.0
 
 
-def checkpoints(n: int, first: int = FIRST_CHECKPOINT, growth: float = GROWTH) -> list[int]:
-    """The sample counts at which the bounds are examined: ``first, first*growth, ...``, ending at ``n``."""
-    points = []
-    t = float(first)
-    while round(t) < n:
-        points.append(round(t))
-        t *= growth
-    return [*points, n]
+class ConfidenceSequence(ABC):
+    """Anytime-valid bounds on a Bernoulli probability ``p`` from the running count of successes.
+
+    Guarantee: ``P(lower(S_t, t) > p for some checkpoint t of checkpoints(n)) <= alpha``, where ``S_t`` is
+    the number of successes among the first ``t`` i.i.d. Bernoulli(p) samples.
+    """
+
+    def __init__(self, alpha: float) -> None:
+        self.alpha = alpha
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(alpha={self.alpha})"
+
+    @abstractmethod
+    def checkpoints(self, n: int) -> list[int]:
+        """The increasing sample counts, ending at ``n``, at which the bounds may be read."""
+
+    @abstractmethod
+    def lower(self, k: int, t: int) -> float:
+        """The lower bound on ``p`` after ``k`` successes in ``t`` samples (``t`` a checkpoint)."""
 
 
-def spend_alpha(alpha: float, k: int) -> list[float]:
-    """Levels for ``k`` checkpoints summing to ``alpha``: half at the last, the rest shared equally."""
-    if k == 1:
-        return [alpha]
-    return [alpha / (2 * (k - 1))] * (k - 1) + [alpha / 2]
+class BonferroniSequence(ConfidenceSequence):
+    """Clopper-Pearson bounds at the checkpoints ``100, 200, 400, ..., n`` with alpha spent across them.
+
+    Checkpoint ``j`` gets the level ``alpha_j``: half of ``alpha`` at the last checkpoint (an input that
+    needs all ``n`` samples loses little against fixed-n CERTIFY), the other half shared equally by the
+    earlier ones, so that ``sum_j alpha_j = alpha``. Each one-sided Clopper-Pearson bound at level
+    ``alpha_j`` fails with probability at most ``alpha_j``; by the union bound (Bonferroni) all hold at
+    once with probability at least ``1 - alpha``. A group-sequential design with alpha spending (Pocock
+    1977), applied to randomized smoothing by Horvath et al., "Boosting randomized smoothing with variance
+    reduced classifiers", ICLR 2022.
+    """
+
+    growth = 2.0
+
+    def __init__(self, alpha: float, n: int) -> None:
+        super().__init__(alpha)
+        self._points = _geometric(n, self.growth)
+        k = len(self._points)
+        levels = [alpha] if k == 1 else [alpha / (2 * (k - 1))] * (k - 1) + [alpha / 2]
+        self.levels = dict(zip(self._points, levels, strict=True))
+
+    def checkpoints(self, n: int) -> list[int]:
+        if n != self._points[-1]:
+            raise ValueError(f"n: this sequence spends alpha over {self._points[-1]} samples, got {n}")
+        return self._points
+
+    def lower(self, k: int, t: int) -> float:
+        return lower_confidence_bound(k, t, self.levels[t])
+
+
+class BettingSequence(ConfidenceSequence):
+    """The betting confidence sequence for a Bernoulli probability (Waudby-Smith & Ramdas 2023).
+
+    For each candidate ``m`` a gambler starts with wealth 1 and before each sample stakes the fraction
+    ``lambda_t(m) = (q_t - m) / (m (1 - m))`` of her wealth on it, her wealth being multiplied by
+    ``1 + lambda_t (X_t - m)``, where ``q_t`` is the predictive probability of a success given the samples
+    so far under a prior ``pi`` on ``p``. The bets are predictable, so under ``p = m`` her wealth is a
+    nonnegative martingale with mean 1; after ``k`` successes in ``t`` samples it equals the mixture
+    likelihood ratio (Robbins 1970; the Beta-binomial mixture of Howard et al. 2021)
+
+        ``W_t(m) = integral q^k (1 - q)^(t - k) pi(dq) / (m^k (1 - m)^(t - k))``,
+
+    a function of the count alone. By Ville's inequality ``P(W_t(p) >= 1 / alpha for some t) <= alpha``,
+    so ``{m : W_t(m) < 1 / alpha}`` holds ``p`` at every ``t`` at once with probability at least
+    ``1 - alpha``. It is an interval (``log W_t`` is convex in ``m``); its lower end is found by a root
+    search below ``k / t``, where ``W_t`` decreases, and returned on the excluded side of the root, so
+    that the bound is never tighter than the exact one. Valid at every sample, the sequence can be
+    read as often as wanted: every ``growth - 1`` = 10% of samples.
+
+    The prior is ``Beta(1, b)``, ``b = 0.1``: nearly log-uniform in ``1 - p``, the scale on which radii
+    grow, with much of its mass near ``p = 1``. An input whose samples all succeed is certified at
+    ``p_needed`` after ``(ln(1 / alpha) - ln(B(1 + t, b) / B(1, b))) / -ln(p_needed)`` samples, 7-13% more
+    than a fixed-n Clopper-Pearson bound needs at radii 0.25-0.75 for sigma 0.25 (5,793 against 5,114
+    at 0.75, alpha = 0.001), where the Bonferroni schedule waits for its checkpoint at 12,800.
+    """
+
+    growth = 1.1
+    prior = (1.0, 0.1)
+
+    def checkpoints(self, n: int) -> list[int]:
+        return _geometric(n, self.growth)
+
+    def log_wealth(self, k: int, t: int, m: float) -> float:
+        """``log W_t(m)`` after ``k`` successes in ``t`` samples, for ``0 < m < 1`` (or ``m = 1`` if ``k = t``)."""
+        a, b = self.prior
+        return betaln(a + k, b + t - k) - betaln(a, b) - _log_likelihood(k, t, m)
+
+    def lower(self, k: int, t: int) -> float:
+        if k == 0:
+            return 0.0
+        a, b = self.prior
+        log_mixture = betaln(a + k, b + t - k) - betaln(a, b)
+        threshold = math.log(1 / self.alpha)
+
+        def excess(m: float) -> float:  # log W_t(m) - log(1 / alpha): decreasing on (0, k / t], < 0 at k / t
+            return log_mixture - _log_likelihood(k, t, m) - threshold
+
+        root = brentq(excess, math.ulp(0.0), k / t, xtol=1e-15, rtol=4 * math.ulp(1.0))
+        while excess(root) < 0:  # step onto the excluded side: never tighter than the exact bound
+            root -= 1e-15
+        return root
+
+
+def make_sequence(name: str, alpha: float, n: int) -> ConfidenceSequence:
+    """The confidence sequence called ``name`` (one of :data:`SEQUENCES`) at level ``alpha`` for ``n`` samples."""
+    if name == "betting":
+        return BettingSequence(alpha)
+    if name == "bonferroni":
+        return BonferroniSequence(alpha, n)
+    raise ValueError(f"sequence must be one of {', '.join(SEQUENCES)}, got {name!r}")
+
+
+def tolerance(value: float) -> float:
+    """``value`` as a float; ``ValueError`` unless it is a finite radius tolerance > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"radius_tolerance must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def estimate(
-    draw: Callable[[int], int], n: int, alpha: float, thresholds: Sequence[float]
+    draw: Callable[[int], int],
+    n: int,
+    sequence: ConfidenceSequence,
+    thresholds: Sequence[float] = (),
+    *,
+    tolerance: float | None = None,
+    radius: Callable[[float], float] | None = None,
 ) -> tuple[int, int, float]:
-    """Draw samples in stages until every threshold on ``p`` is decided, or ``n`` samples are drawn.
+    """Draw samples in stages until every question asked is answered, or ``n`` samples are drawn.
 
-    ``draw(m)`` draws ``m`` fresh samples and returns how many were successes. A threshold ``t`` is
-    decided when the lower bound reaches it (``p >= t`` certified) or the upper bound falls below it.
-    Returns ``(successes, samples drawn, lower bound)``; with probability at least ``1 - alpha`` the
-    lower bound holds, whenever the procedure stopped.
+    ``draw(m)`` draws ``m`` fresh samples and returns how many were successes. At each checkpoint ``t``
+    of ``sequence``, with ``k`` successes so far, ``lower`` is the sequence's bound and ``projected =
+    sequence.lower(k + (n - t) q, n)`` the bound at ``n`` if the samples left succeeded at an optimistic
+    rate ``q``: the one-sided Clopper-Pearson upper bound on ``p`` at level ``t / (2 n)`` (1 if every
+    sample so far succeeded). Its optimism fades as samples are drawn: far above the estimate ``k / t``
+    early, where the counts are noisy and read often, the estimate itself (the median) at ``t = n``.
+
+    * a threshold ``tau`` on ``p`` is decided when ``lower >= tau`` (certified) or ``projected < tau``
+      (abandoned as out of reach of the samples left; every threshold beyond what ``n`` samples can ever
+      certify, ``sequence.lower(n, n)``, is abandoned at the first checkpoint);
+    * with ``tolerance`` (``radius`` turns a bound into a certified radius, 0 below 1/2), the radius is
+      settled when ``radius(projected) - radius(lower) <= tolerance``: more samples, up to ``n``, are not
+      expected to raise it by more (input-specific sample sizes within a radius tolerance, as in Chen et
+      al., "Input-specific robustness certification for randomized smoothing", AAAI 2022).
+
+    Sampling stops when every threshold is decided and the radius is settled. Abandoning and settling
+    are heuristics that only choose when to stop: a threshold abandoned might still have been certified
+    with all ``n`` samples, and the radius might still have grown by more than ``tolerance`` (the
+    benchmark counts how often). Returns ``(successes, samples drawn, lower bound)``; with probability at
+    least ``1 - alpha`` (the sequence's) the lower bound holds, whenever the procedure stopped.
     """
-    schedule = checkpoints(n)
+    procedure = stages(n, sequence, thresholds, tolerance=tolerance, radius=radius)
+    wanted = next(procedure)
+    while True:
+        try:
+            wanted = procedure.send(draw(wanted))
+        except StopIteration as done:
+            return done.value
+
+
+def stages(
+    n: int,
+    sequence: ConfidenceSequence,
+    thresholds: Sequence[float] = (),
+    *,
+    tolerance: float | None = None,
+    radius: Callable[[float], float] | None = None,
+) -> Generator[int, int, tuple[int, int, float]]:
+    """:func:`estimate` as a generator that yields how many more samples it wants and is sent how many of them
+    succeeded, so that several examples' procedures can share forward passes; returns what :func:`estimate`
+    returns."""
+    if tolerance is not None and radius is None:
+        raise ValueError("radius: a tolerance needs the function from a bound on p to a radius")
     count = drawn = 0
     lower = 0.0
-    for point, level in zip(schedule, spend_alpha(alpha, len(schedule)), strict=True):
-        count += draw(point - drawn)
+    for point in sequence.checkpoints(n):
+        count += yield point - drawn
         drawn = point
-        lower = lower_confidence_bound(count, drawn, level)
-        upper = upper_confidence_bound(count, drawn, level)
-        if all(lower >= t or upper < t for t in thresholds):
+        lower = sequence.lower(count, drawn)
+        if drawn == n or not (tolerance is not None or any(lower < t for t in thresholds)):
+            break
+        rate = upper_confidence_bound(count, drawn, drawn / (2 * n))
+        projected = sequence.lower(count + round((n - drawn) * rate), n)
+        if any(lower < t <= projected for t in thresholds):
+            continue
+        if tolerance is None or radius(projected) - radius(lower) <= tolerance:
             break
     return count, drawn, lower
+
+
+def _log_likelihood(k: int, t: int, m: float) -> float:
+    """``log(m^k (1 - m)^(t - k))``."""
+    return k * math.log(m) + ((t - k) * math.log1p(-m) if t > k else 0.0)
+
+
+def _geometric(n: int, growth: float) -> list[int]:
+    """``FIRST_CHECKPOINT``, then each times ``growth`` (rounded, strictly increasing), ending at ``n``."""
+    points: list[int] = []
+    t = float(FIRST_CHECKPOINT)
+    while round(t) < n:
+        if not points or round(t) > points[-1]:
+            points.append(round(t))
+        t *= growth
+    return [*points, n]

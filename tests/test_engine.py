@@ -226,3 +226,14 @@ def test_the_calibrated_batch_size_is_measured_once_and_changes_no_result() -> N
     assert size in calibration.CANDIDATES and rate > 0 and g.batch_size_for(g.backend.prepare(x)) == size
     g.batch_size = 50
     assert g.certify(x, 100, 5000, 0.001, index=3) == auto
+
+
+@pytest.mark.parametrize("options", [{"target_radius": [0.1, 0.3]}, {"radius_tolerance": 0.05},
+                                     {"target_radius": 0.2, "sequence": "bonferroni"}])
+def test_packed_sequential_certify_many_advances_in_rounds_with_the_answers_of_one_at_a_time(options) -> None:
+    xs = np.random.default_rng(1).uniform(-0.4, 0.4, size=(12, 3)).astype(np.float32)
+    g = SmoothedClassifier(linear_bases("numpy"), 3, 0.5, seed=4, batch_size=800)
+    packed = g.certify_many(xs, 100, 20_000, 0.001, progress=False, **options)
+    alone = [g.certify(x, 100, 20_000, 0.001, index=i, **options) for i, x in enumerate(xs)]
+    assert packed == alone
+    assert len({c.num_samples for c in alone}) > 1  # examples stopped at different stages
