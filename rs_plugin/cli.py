@@ -31,7 +31,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     data.add_argument("--model", metavar="MODULE:FUNCTION",
                       help="a function returning the base classifier (an nn.Module taking inputs in [0, 1]); "
                            "MODULE may be a file.py")
-    data.add_argument("--checkpoint", metavar="FILE", help="a checkpoint in the paper's format {arch, state_dict}")
+    data.add_argument("--checkpoint", metavar="FILE", nargs="+",
+                      help="a checkpoint in the paper's format {arch, state_dict}; several: their ensemble "
+                           "(the members' averaged softmax)")
+    data.add_argument("--denoiser", metavar="FILE|NAME[:SOURCE]",
+                      help="put a denoiser in front of the model: a denoiser checkpoint (e.g. arch dncnn_digits) "
+                           "or a denoiser plugin's name (see rs-plugin plugins)")
     smoothing = parser.add_argument_group("smoothing")
     smoothing.add_argument("--sigma", type=float, required=True, help="noise level (standard deviation)")
     smoothing.add_argument("--noise", default="gaussian", help="noise family (default: gaussian)")
@@ -101,6 +106,7 @@ def _run(args: argparse.Namespace) -> None:
         mode=args.command,
         model=args.model,
         checkpoint=args.checkpoint,
+        denoiser=args.denoiser,
         split=args.split,
         data_dir=args.data_dir,
         noise=args.noise,
