@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .denoise import DnCNN
+
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DIGITS_MEAN, DIGITS_STD = (0.3,), (0.4,)
@@ -97,21 +99,25 @@ def _resnet50() -> nn.Module:
     return resnet50(weights=None)
 
 
-ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple, tuple, int]] = {
+ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple | None, tuple | None, int | None]] = {
     "digits_cnn": (digits_cnn, DIGITS_MEAN, DIGITS_STD, 10),
     "cifar_resnet20": (lambda: CifarResNet(20), CIFAR10_MEAN, CIFAR10_STD, 10),
     "cifar_resnet110": (lambda: CifarResNet(110), CIFAR10_MEAN, CIFAR10_STD, 10),
     "resnet50": (_resnet50, IMAGENET_MEAN, IMAGENET_STD, 1000),
+    # Denoisers: [0, 1] in, [0, 1] out, no normalisation and no classes.
+    "dncnn_digits": (lambda: DnCNN(1, depth=5, width=32), None, None, None),
+    "dncnn_cifar10": (lambda: DnCNN(3), None, None, None),
 }
 
 
 def get_architecture(arch: str) -> nn.Module:
-    """A randomly initialised ``arch`` with its normalisation layer in front, ``Sequential(Normalize, net)``."""
+    """A randomly initialised ``arch``: a classifier with its normalisation layer in front, ``Sequential(Normalize,
+    net)``; a denoiser (no classes) as it is."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"arch: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     build, mean, std, _ = ARCHITECTURES[arch]
     net = build()
-    if arch == "digits_cnn":
+    if arch == "digits_cnn" or mean is None:
         return net
     return nn.Sequential(Normalize(mean, std), net)
 

@@ -31,7 +31,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     data.add_argument("--model", metavar="MODULE:FUNCTION",
                       help="a function returning the base classifier (an nn.Module taking inputs in [0, 1]); "
                            "MODULE may be a file.py")
-    data.add_argument("--checkpoint", metavar="FILE", help="a checkpoint in the paper's format {arch, state_dict}")
+    data.add_argument("--checkpoint", metavar="FILE", nargs="+",
+                      help="a checkpoint in the paper's format {arch, state_dict}; several: their ensemble "
+                           "(the members' averaged softmax)")
+    data.add_argument("--denoiser", metavar="FILE|NAME[:SOURCE]",
+                      help="put a denoiser in front of the model: a denoiser checkpoint (e.g. arch dncnn_digits) "
+                           "or a denoiser plugin's name (see rs-plugin plugins)")
     smoothing = parser.add_argument_group("smoothing")
     smoothing.add_argument("--sigma", type=float, required=True, help="noise level (standard deviation)")
     smoothing.add_argument("--noise", default="gaussian", help="noise family (default: gaussian)")
@@ -66,7 +71,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     work.add_argument("--address", help="ray: the cluster to connect to (e.g. auto, HOST:6379, ray://HOST:10001)")
     work.add_argument("--out", required=True, metavar="FILE",
                       help="results file (TSV); rerunning with the same FILE resumes")
-    work.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    work.add_argument("--no-progress", action="store_true",
+                      help="hide the progress bar and the start-up report (batch size, precision agreement)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +118,7 @@ def _run(args: argparse.Namespace) -> None:
         mode=args.command,
         model=args.model,
         checkpoint=args.checkpoint,
+        denoiser=args.denoiser,
         split=args.split,
         data_dir=args.data_dir,
         noise=args.noise,
@@ -126,6 +133,7 @@ def _run(args: argparse.Namespace) -> None:
         device=args.device,
         precision=args.precision,
         channels_last=args.channels_last,
+        report=not args.no_progress,
     )
     options = {k: v for k, v in (("workers", args.workers), ("address", args.address)) if v is not None}
     executor = make_executor(args.executor, **options)

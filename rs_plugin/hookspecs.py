@@ -44,3 +44,11 @@ def rs_plugin_add_noises() -> Mapping[str, Callable[[float], Noise]]:
 def rs_plugin_add_executors() -> Mapping[str, Callable[..., Executor]]:
     """Return executors by name; each maps its options (``workers``, ``address``) to an
     :class:`~rs_plugin.executors.Executor` that runs per-example tasks."""
+
+
+@hookspec
+def rs_plugin_add_denoisers() -> Mapping[str, Callable[[float, str | None], Any]]:
+    """Return denoisers by name; each maps ``(sigma, source)`` to a torch ``nn.Module`` taking a batch in ``[0, 1]``
+    with Gaussian noise of standard deviation ``sigma`` to the denoised batch of the same shape (see
+    :mod:`rs_plugin.adapters.plugin_denoisers`). ``source`` is what follows ``NAME:`` in ``--denoiser NAME:SOURCE``
+    (e.g. a weights file), or ``None``."""

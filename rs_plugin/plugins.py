@@ -16,6 +16,8 @@ AUTOLOAD_ENV = "RS_PLUGIN_DISABLE_PLUGIN_AUTOLOAD"
 """Set this environment variable (to anything non-empty) to skip loading entry-point plugins."""
 
 BUILTIN_PLUGINS = ("rs_plugin.noises", "rs_plugin.backends", "rs_plugin.executors")
+DEFAULT_DENOISER = "dncnn"
+"""The denoiser that loads ``--denoiser FILE`` (a checkpoint) when ``FILE`` names no denoiser plugin."""
 
 
 @functools.cache
@@ -51,6 +53,29 @@ def noise_families() -> dict[str, Callable[[float], Any]]:
 def executors() -> dict[str, Callable[..., Any]]:
     """Every executor provided by a plugin, by name."""
     return _merged(get_plugin_manager().hook.rs_plugin_add_executors())
+
+
+def denoisers() -> dict[str, Callable[[float, str | None], Any]]:
+    """Every denoiser provided by a plugin, by name."""
+    return _merged(get_plugin_manager().hook.rs_plugin_add_denoisers())
+
+
+def make_denoiser(spec: str, sigma: float) -> Any:
+    """The denoiser that ``spec`` names, for Gaussian noise ``sigma``: ``NAME`` or ``NAME:SOURCE`` for the plugin
+    denoiser ``NAME`` (called with ``sigma`` and ``SOURCE`` or None); anything else is a checkpoint file for the
+    built-in ``dncnn``. ``ValueError`` listing the known denoisers when none applies."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"denoiser must be a name or a checkpoint file, got {spec!r}")
+    known = denoisers()
+    name, sep, source = spec.partition(":")
+    if name in known:
+        return known[name](sigma, source if sep else None)
+    names = ", ".join(sorted(known)) or "none"
+    if DEFAULT_DENOISER not in known:
+        raise ValueError(f"denoiser: unknown denoiser {name!r}; known denoisers: {names}")
+    if not os.path.exists(spec):
+        raise FileNotFoundError(f"denoiser: {spec!r} is neither a file nor a known denoiser ({names})")
+    return known[DEFAULT_DENOISER](sigma, spec)
 
 
 def make_noise(name: str, sigma: float) -> Any:

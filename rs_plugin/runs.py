@@ -57,12 +57,20 @@ def load_callable(spec: str) -> Any:
 
 
 def load_base_classifier(
-    dataset: str, sigma: float, *, model: str | None = None, checkpoint: str | None = None, noise: str = "gaussian"
+    dataset: str,
+    sigma: float,
+    *,
+    model: str | None = None,
+    checkpoint: str | Sequence[str] | None = None,
+    noise: str = "gaussian",
+    denoiser: str | None = None,
 ) -> Any:
     """The base classifier, in eval mode: ``model()`` for a ``module:function`` spec (any base classifier a backend
     accepts: a numpy callable, a torch module, an ART classifier), the network of a checkpoint in the paper's
-    format (torch extra), or (digits only, neither given) the embedded digits CNN trained with ``noise`` of
-    standard deviation ``sigma`` (trained once, cached)."""
+    format (torch extra; several checkpoints: their :class:`~rs_plugin.adapters.denoise.Ensemble`), or (digits
+    only, neither given) the embedded digits CNN trained with ``noise`` of standard deviation ``sigma`` (trained
+    once, cached). With ``denoiser`` (see :func:`rs_plugin.plugins.make_denoiser`), a torch classifier is composed
+    behind that denoiser (:class:`~rs_plugin.adapters.denoise.Denoised`)."""
     if model is not None and checkpoint is not None:
         raise ValueError("model and checkpoint: give one of them, not both")
     if model is not None:
@@ -71,11 +79,20 @@ def load_base_classifier(
         require("torch", "torch", "--checkpoint")
         from .adapters.models import ARCHITECTURES, load_checkpoint
 
-        network, arch = load_checkpoint(checkpoint)
-        if ARCHITECTURES[arch][3] != NUM_CLASSES[dataset]:
-            raise ValueError(
-                f"checkpoint: {arch} has {ARCHITECTURES[arch][3]} classes, {dataset} has {NUM_CLASSES[dataset]}"
-            )
+        members = []
+        for path in [checkpoint] if isinstance(checkpoint, str) else checkpoint:
+            network, arch = load_checkpoint(path)
+            if ARCHITECTURES[arch][3] is None:
+                raise ValueError(f"checkpoint: {path} holds the denoiser {arch}; give it with --denoiser")
+            if ARCHITECTURES[arch][3] != NUM_CLASSES[dataset]:
+                raise ValueError(
+                    f"checkpoint: {arch} has {ARCHITECTURES[arch][3]} classes, {dataset} has {NUM_CLASSES[dataset]}"
+                )
+            members.append(network)
+        if len(members) > 1:
+            from .adapters.denoise import Ensemble
+
+            network = Ensemble(members)
     elif dataset == "digits":
         require("torch", "torch", "the built-in digits model (or give --model MODULE:FUNCTION)")
         from .adapters.training import digits_model
@@ -83,6 +100,12 @@ def load_base_classifier(
         network = digits_model(sigma, noise=noise)
     else:
         raise ValueError(f"model: give a model or a checkpoint for {dataset} (only digits has a built-in one)")
+    if denoiser is not None:
+        require("torch", "torch", "--denoiser")
+        from .adapters.denoise import Denoised
+        from .plugins import make_denoiser
+
+        network = Denoised(make_denoiser(denoiser, sigma), network)
     if hasattr(network, "eval"):
         network.eval()
     return network
@@ -102,7 +125,8 @@ class DatasetTask:
     sigma: float
     mode: str = "certify"
     model: str | None = None
-    checkpoint: str | None = None
+    checkpoint: str | tuple[str, ...] | None = None
+    denoiser: str | None = None
     split: str = "test"
     data_dir: str | None = None
     noise: str = "gaussian"
@@ -117,12 +141,18 @@ class DatasetTask:
     device: str | None = None
     precision: str = "fp32"
     channels_last: bool = False
+    report: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.dataset not in NUM_CLASSES:
             raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {', '.join(NUM_CLASSES)}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
+            paths = tuple(os.fspath(path) for path in self.checkpoint)
+            if not paths:
+                raise ValueError("checkpoint: give at least one checkpoint file")
+            object.__setattr__(self, "checkpoint", paths[0] if len(paths) == 1 else paths)
         if self.split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {self.split!r}")
         for name in ("n0", "n"):
@@ -164,7 +194,8 @@ class DatasetTask:
     def load_base(self) -> Any:
         """The base classifier (see :func:`load_base_classifier`)."""
         return load_base_classifier(
-            self.dataset, self.sigma, model=self.model, checkpoint=self.checkpoint, noise=self.noise
+            self.dataset, self.sigma, model=self.model, checkpoint=self.checkpoint, noise=self.noise,
+            denoiser=self.denoiser,
         )
 
     def setup(self) -> tuple[SmoothedClassifier, Any]:
@@ -181,14 +212,14 @@ class DatasetTask:
             seed=self.seed, device=self.device or "auto",
         )
         dataset = self.load_dataset()
-        if self.precision != "fp32" and len(dataset):
+        if self.precision != "fp32" and len(dataset) and self.report:
             from .adapters.torch import label_agreement
 
             sample = [dataset[i][0] for i in range(min(8, len(dataset)))]
             agreement = label_agreement(reference, base, sample, smoothed.noise, 100, self.seed)
             print(f"rs-plugin: {self.precision} predicts the float32 label on {agreement:.1%} of "
                   f"{100 * len(sample)} noisy inputs of the first {len(sample)} examples", file=sys.stderr)
-        if self.batch is None and len(dataset):
+        if self.batch is None and len(dataset) and self.report:
             size, rate = best_batch_size(smoothed.backend, smoothed.noise, smoothed.backend.prepare(dataset[0][0]))
             print(f"rs-plugin: batch size {size}, the fastest measured ({rate:,.0f} noisy inputs/s; --batch sets it)",
                   file=sys.stderr)

@@ -118,7 +118,7 @@ def test_reduced_precision_and_channels_last_agree_with_float32_and_the_cli_repo
     noisy_digits_net.to(memory_format=torch.contiguous_format)
     out = tmp_path / "bf16.tsv"
     code = main(["predict", "--sigma", "0.25", "--n", "100", "--max-examples", "3", "--precision", "bf16",
-                 "--no-progress", "--out", str(out)])
+                 "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 0 and re.search(r"bf16 predicts the float32 label on \d+\.\d% of 800 noisy inputs", err)
     assert len(out.read_text().splitlines()) == 4
