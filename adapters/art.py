@@ -230,7 +230,7 @@ def _base_output(classifier: Any, base_output: str | None) -> str:
     """``"probabilities"`` or ``"logits"``: what ``classifier.predict`` returns (inferred from one input when
     ``base_output`` is None: probabilities when its scores are non-negative and sum to 1)."""
     if base_output is not None:
-        return _choice("base_output", base_output, ("logits", "probabilities"))
+        return _choice("base_output", base_output, _BASE_OUTPUTS)
     shape = tuple(classifier.input_shape)
     if classifier.clip_values is None:
         probe = np.zeros((1, *shape), dtype=np.float32)
@@ -287,10 +287,11 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
     ``base_output`` says whether ``f.predict`` returns ``"logits"`` (or log-probabilities) or ``"probabilities"``;
     None infers it.
 
-    ``f`` may be unfitted (as :meth:`clone_for_refitting` makes it): until it is fitted by :meth:`fit`, every other
-    method raises. ``nb_classes``, ``input_shape`` and ``clip_values`` are ``f``'s; :attr:`smoothed` is the underlying
-    :class:`~rs_plugin.SmoothedClassifier` (None while ``f`` is unfitted). Pickling and ``copy.deepcopy`` keep the
-    seed and the position in the random streams, so a copy predicts exactly as the original would.
+    ``f`` may be unfitted (as :meth:`clone_for_refitting` makes it): predictions, gradients and certificates then
+    raise until :meth:`fit` has fitted it. ``nb_classes``, ``input_shape`` and ``clip_values`` are ``f``'s;
+    :attr:`smoothed` is the underlying :class:`~rs_plugin.SmoothedClassifier` (None while ``f`` is unfitted).
+    Pickling and ``copy.deepcopy`` keep the seed and the position in the random streams, so a copy predicts exactly
+    as the original would.
     """
 
     estimator_params: ClassVar[list[str]] = [
