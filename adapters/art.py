@@ -526,9 +526,9 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         self._build()
 
     def _next_seed(self) -> int:
-        """The seed of this estimator's next draw of noise: call ``k`` draws stream ``k`` of its root seed."""
+        """The seed of the next call's noise: ``stream_seed(seed, "estimator", call)``."""
         self._calls += 1
-        return stream_seed(self._root, "art-estimator", self._calls - 1)
+        return stream_seed(self._root, "estimator", self._calls - 1)
 
     def _average(self, x: np.ndarray, labels: np.ndarray | None, gradient: bool) -> tuple[np.ndarray, ...]:
         """Averaged softmax, vote frequencies and (``gradient``) gradients, over ``num_noise`` fresh draws."""
@@ -549,6 +549,14 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             raise ValueError(f"x must be a batch of shape {expected}, got {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError(f"x contains NaN or infinite values (shape {x.shape})")
+        if self.clip_values is not None:
+            low, high = float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1]))
+            slack = 0.25 * (high - low)  # attacks and finite differences may step a little outside
+            if x.size and (x.min() < low - slack or x.max() > high + slack):
+                raise ValueError(
+                    f"x has values in [{x.min():g}, {x.max():g}], outside the classifier's clip_values "
+                    f"[{low:g}, {high:g}]: scale x to that range (sigma={self.sigma} is measured in it)"
+                )
         return x
 
     def _labels(self, y: Any, n: int) -> np.ndarray:

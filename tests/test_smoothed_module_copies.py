@@ -55,8 +55,8 @@ def test_a_copy_of_a_seeded_module_continues_its_noise_stream(how):
 
 def test_state_dict_is_the_base_networks_and_round_trips():
     """The state dict holds the base network's tensors only (under ``base.``): saved with torch.save and loaded
-    with weights_only=True into a module around a freshly initialised base, it gives the same smoothed outputs; the
-    base alone loads it back without its prefix."""
+    with weights_only=True into a module around a freshly initialised base, it gives the same smoothed outputs as
+    the trained module would (same seed); the base alone loads it back without its prefix."""
     trained = SmoothedModule(small_base(0), 0.25, num_noise=5, seed=1)
     state = trained.state_dict()
     assert set(state) == {f"base.{name}" for name in small_base(0).state_dict()}
@@ -67,8 +67,6 @@ def test_state_dict_is_the_base_networks_and_round_trips():
     assert not torch.equal(restored.base[1].weight, trained.base[1].weight)
     restored.load_state_dict(torch.load(buffer, weights_only=True))
     x = torch.rand(3, 4)
-    noise = trained.sample_noise(x)
-    torch.testing.assert_close(restored(x, noise), trained(x, noise), rtol=0, atol=0)
     fresh = SmoothedModule(trained.base, 0.25, num_noise=5, seed=1)
     torch.testing.assert_close(restored(x), fresh(x), rtol=0, atol=0)  # same seed, same weights: same outputs
     base = small_base(9)
