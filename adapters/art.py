@@ -9,11 +9,15 @@ device; any other ART classifier through its own ``predict`` and ``class_gradien
 
 from __future__ import annotations
 
+import json
 import numbers
+import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from art import config
 from art.estimators.classification import PyTorchClassifier
 from art.estimators.classification.classifier import ClassGradientsMixin, ClassifierMixin
 from art.estimators.classification.scikitlearn import ScikitlearnLogisticRegression
@@ -23,14 +27,19 @@ from torch import nn
 from rs_plugin import checks, engine
 from rs_plugin.backends import Backend, CallableBackend, check_scores, diverged
 from rs_plugin.checks import positive_int, probability
+from rs_plugin.checks import seed as check_seed
 from rs_plugin.core import SmoothedClassifier
 from rs_plugin.engine import NumpyStream
 from rs_plugin.noises import Noise
+from rs_plugin.plugins import make_noise
 from rs_plugin.seeding import fresh_entropy, stream_seed
 
 from .torch import TorchBackend, TorchStream, check_logits, eval_mode, module_device, noisy_batches
 
 _TINY = 1e-20  # floor of an averaged probability before its logarithm or a division by it
+_DLR_FLOOR = 1e-12  # added to the DLR's denominator, as by Croce & Hein
+_OUTPUTS, _LOSSES = ("votes", "logits"), ("cross_entropy", "difference_logits_ratio")
+_BASE_OUTPUTS = ("logits", "probabilities")
 
 
 def _check_classifier(classifier: Any) -> None:
@@ -39,8 +48,6 @@ def _check_classifier(classifier: Any) -> None:
             f"classifier must be an ART classifier (e.g. art.estimators.classification.PyTorchClassifier or "
             f"SklearnClassifier), got {type(classifier).__module__}.{type(classifier).__qualname__}"
         )
-    if classifier.input_shape is None:
-        raise ValueError("classifier: its input_shape is unknown (a scikit-learn model must be fitted first)")
 
 
 class ArtTorchModel(nn.Module):
@@ -101,6 +108,8 @@ def art_backend(classifier: Any, num_classes: int, device: Any = None) -> Backen
     Raises ``ValueError`` when ``num_classes`` differs from its ``nb_classes`` or ``device`` from its device.
     """
     _check_classifier(classifier)
+    if classifier.input_shape is None:
+        raise ValueError("classifier: its input_shape is unknown (a scikit-learn model must be fitted first)")
     if num_classes != classifier.nb_classes:
         raise ValueError(
             f"num_classes={num_classes} differs from the ART classifier's nb_classes={classifier.nb_classes}"
@@ -209,13 +218,11 @@ class _ArtSoftmax:
         return jacobian if labels is None else jacobian[np.arange(len(jacobian)), labels]
 
 
-def _output_kind(classifier: Any, output: str | None) -> str:
+def _base_output(classifier: Any, base_output: str | None) -> str:
     """``"probabilities"`` or ``"logits"``: what ``classifier.predict`` returns (inferred from one input when
-    ``output`` is None: probabilities when its scores are non-negative and sum to 1)."""
-    if output is not None:
-        if output not in ("logits", "probabilities"):
-            raise ValueError(f"output must be None, 'logits' or 'probabilities', got {output!r}")
-        return output
+    ``base_output`` is None: probabilities when its scores are non-negative and sum to 1)."""
+    if base_output is not None:
+        return _choice("base_output", base_output, _BASE_OUTPUTS)
     shape = tuple(classifier.input_shape)
     if classifier.clip_values is None:
         probe = np.zeros((1, *shape), dtype=np.float32)
@@ -228,30 +235,61 @@ def _output_kind(classifier: Any, output: str | None) -> str:
     return "probabilities" if is_distribution else "logits"
 
 
-def _estimator_class(classifier: Any) -> type[SmoothedEstimator]:
-    return SmoothedNeuralNetwork if isinstance(classifier, NeuralNetworkMixin) else SmoothedEstimator
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
 
 
-class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin, BaseEstimator):
-    """The smoothed classifier ``g`` of an ART classifier ``f``, as an ART estimator that ART's attacks,
-    metrics and defences accept (a :class:`SmoothedNeuralNetwork` when ``f`` is a neural network).
+def _per_input(values: np.ndarray, ndim: int) -> np.ndarray:
+    """``values`` (one per input, or per input and class) shaped to broadcast against gradients of ``ndim`` axes."""
+    return values.reshape(values.shape + (1,) * (ndim - values.ndim))
+
+
+def _dlr(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The difference-of-logits ratio of Croce & Hein (2020), ``-(z_y - max_{i != y} z_i) / (z_(1) - z_(3))`` for each
+    row ``z`` of ``logits``, and its derivative in ``z`` with the ranking held fixed: ``(loss (N,), slope (N, K))``."""
+    rows = np.arange(len(logits))
+    order = np.argsort(-logits, axis=1, kind="stable")
+    other = np.where(order[:, 0] == labels, order[:, 1], order[:, 0])
+    margin = logits[rows, labels] - logits[rows, other]
+    scale = logits[rows, order[:, 0]] - logits[rows, order[:, 2]] + _DLR_FLOOR
+    slope = np.zeros_like(logits)
+    for column, value in ((labels, -1 / scale), (other, 1 / scale), (order[:, 0], margin / scale**2),
+                          (order[:, 2], -margin / scale**2)):
+        np.add.at(slope, (rows, column), value)
+    return -margin / scale, slope
+
+
+class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin, NeuralNetworkMixin, BaseEstimator):
+    """The smoothed classifier ``g`` of an ART classifier ``f``, as an ART estimator that ART's attacks, metrics and
+    defences accept: a classifier with class and loss gradients and, like ART's own randomized smoothing, a neural
+    network whatever ``f`` is (``channels_first``, :attr:`layer_names` and :meth:`get_activations` are ``f``'s).
 
     ``sigma`` and ``noise`` define the smoothing noise, added to raw inputs (before ``f``'s preprocessing).
     ``num_noise`` noisy copies of each input serve :meth:`predict`, the gradients and :meth:`compute_loss`;
     ``n0`` and ``alpha`` are CERTIFY's selection samples and failure probability (:meth:`certify`,
     :meth:`predict_class`); at most ``batch_size`` noisy copies are evaluated at a time. With an integer
-    ``seed`` results are reproducible; every call draws fresh noise. ``output`` says whether
-    ``f.predict`` returns ``"logits"`` (or log-probabilities) or ``"probabilities"``; None infers it.
-    ``nb_classes``, ``input_shape`` and ``clip_values`` are ``f``'s; :attr:`smoothed` is the underlying
-    :class:`~rs_plugin.SmoothedClassifier`.
+    ``seed`` results are reproducible; every call draws fresh noise.
+
+    ``output`` is what :meth:`predict` returns: ``"votes"`` (vote frequencies, as ART's randomized smoothing) or
+    ``"logits"`` (the log of the noise-averaged softmax: the logits of Salman et al.'s soft smoothed classifier, which
+    AutoPGD and AutoAttack require). ``loss`` is what :meth:`compute_loss` and :meth:`loss_gradient` measure on those
+    logits: ``"cross_entropy"`` (SmoothAdv's objective) or ``"difference_logits_ratio"`` (AutoAttack's DLR).
+    ``base_output`` says whether ``f.predict`` returns ``"logits"`` (or log-probabilities) or ``"probabilities"``;
+    None infers it.
+
+    ``f`` may be unfitted (as :meth:`clone_for_refitting` makes it): predictions, gradients and certificates then
+    raise until :meth:`fit` has fitted it. ``nb_classes``, ``input_shape`` and ``clip_values`` are ``f``'s;
+    :attr:`smoothed` is the underlying :class:`~rs_plugin.SmoothedClassifier` (None while ``f`` is unfitted).
+    Pickling and ``copy.deepcopy`` keep the seed and the position in the random streams, so a copy predicts exactly
+    as the original would.
     """
 
     estimator_params: ClassVar[list[str]] = [
-        "classifier", "sigma", "noise", "num_noise", "n0", "alpha", "batch_size", "seed", "output"
+        "classifier", "sigma", "noise", "num_noise", "n0", "alpha", "batch_size", "seed", "output", "loss",
+        "base_output",
     ]
-
-    def __new__(cls, classifier: Any, *args: Any, **kwargs: Any) -> SmoothedEstimator:
-        return super().__new__(_estimator_class(classifier) if cls is SmoothedEstimator else cls)
 
     def __init__(
         self,
@@ -264,61 +302,131 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         alpha: float = 0.001,
         batch_size: int = 1000,
         seed: int | None = None,
-        output: str | None = None,
+        output: str = "votes",
+        loss: str = "cross_entropy",
+        base_output: str | None = None,
     ) -> None:
         _check_classifier(classifier)
+        self._noise = make_noise(noise, sigma)
         self.num_noise = positive_int("num_noise", num_noise)
         self.n0 = positive_int("n0", n0)
         self.alpha = probability("alpha", alpha)
-        self.smoothed = SmoothedClassifier(
-            classifier, classifier.nb_classes, sigma, noise=noise, batch_size=batch_size, seed=seed
+        self._batch_size = positive_int("batch_size", batch_size)
+        self._seed = check_seed("seed", seed)
+        self.output = _choice("output", output, _OUTPUTS)
+        self.loss = _choice("loss", loss, _LOSSES)
+        self.base_output = None if base_output is None else _choice("base_output", base_output, _BASE_OUTPUTS)
+        super().__init__(
+            model=classifier.model,
+            clip_values=classifier.clip_values,
+            preprocessing=None,
+            channels_first=getattr(classifier, "channels_first", False),
         )
-        BaseEstimator.__init__(self, model=classifier.model, clip_values=classifier.clip_values, preprocessing=None)
-        self.nb_classes = classifier.nb_classes
-        self.output = _output_kind(classifier, output)
-        probabilities = self.output == "probabilities"
-        model = torch_model(classifier)
-        if model is not None:
-            self._softmax: Any = _TorchSoftmax(model, self.nb_classes, self.smoothed.noise, probabilities)
-        else:
-            # ART's logistic regression differentiates log-probabilities (more than two classes) or
-            # probabilities (two), whatever its predict returns.
-            logits = self.nb_classes > 2 if isinstance(classifier, ScikitlearnLogisticRegression) else not probabilities
-            self._softmax = _ArtSoftmax(classifier, self.nb_classes, self.smoothed.noise, probabilities, logits)
+        self._classifier = classifier
         self._root = fresh_entropy() if seed is None else seed
         self._calls = 0
+        self._build()
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({type(self.classifier).__name__}, sigma={self.sigma}, noise={self.noise!r}, "
-            f"num_noise={self.num_noise}, n0={self.n0}, alpha={self.alpha}, seed={self.seed})"
+            f"num_noise={self.num_noise}, n0={self.n0}, alpha={self.alpha}, seed={self.seed}, "
+            f"output={self.output!r}, loss={self.loss!r})"
         )
 
-    classifier = property(lambda self: self.smoothed.base, doc="The wrapped ART classifier.")
-    sigma = property(lambda self: self.smoothed.sigma, doc="The noise's standard deviation.")
-    noise = property(lambda self: self.smoothed.noise.name, doc="The noise family's name.")
-    batch_size = property(lambda self: self.smoothed.batch_size, doc="Noisy copies evaluated at a time.")
-    seed = property(lambda self: self.smoothed.seed, doc="The seed (None: fresh entropy).")
-    input_shape = property(lambda self: tuple(self.classifier.input_shape), doc="The wrapped classifier's.")
+    classifier = property(lambda self: self._classifier, doc="The wrapped ART classifier.")
+    sigma = property(lambda self: self._noise.sigma, doc="The noise's standard deviation.")
+    noise = property(lambda self: self._noise.name, doc="The noise family's name.")
+    batch_size = property(lambda self: self._batch_size, doc="Noisy copies evaluated at a time.")
+    seed = property(lambda self: self._seed, doc="The seed (None: fresh entropy).")
+    nb_classes = property(lambda self: self.classifier.nb_classes, doc="The wrapped classifier's.")
+    input_shape = property(
+        lambda self: None if self.classifier.input_shape is None else tuple(self.classifier.input_shape),
+        doc="The wrapped classifier's (None while it is unfitted).",
+    )
+
+    def _build(self) -> None:
+        """Derive the core smoothed classifier and the noisy evaluation of ``f`` from ``f``, once it is fitted."""
+        classifier = self.classifier
+        if classifier.input_shape is None:
+            self.smoothed, self._softmax = None, None
+            return
+        if self.loss == "difference_logits_ratio" and classifier.nb_classes < 3:
+            raise ValueError(f"loss: 'difference_logits_ratio' needs at least 3 classes, got {classifier.nb_classes}")
+        self.base_output = _base_output(classifier, self.base_output)
+        self.smoothed = SmoothedClassifier(
+            classifier, classifier.nb_classes, self.sigma, noise=self.noise, batch_size=self.batch_size, seed=self._root
+        )
+        probabilities = self.base_output == "probabilities"
+        model = torch_model(classifier)
+        if model is not None:
+            self._softmax: Any = _TorchSoftmax(model, classifier.nb_classes, self._noise, probabilities)
+        else:
+            # ART's logistic regression differentiates log-probabilities (more than two classes) or
+            # probabilities (two), whatever its predict returns.
+            is_regression = isinstance(classifier, ScikitlearnLogisticRegression)
+            logits = classifier.nb_classes > 2 if is_regression else not probabilities
+            self._softmax = _ArtSoftmax(classifier, classifier.nb_classes, self._noise, probabilities, logits)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickling and ``copy.deepcopy`` keep: the constructor arguments (the wrapped classifier pickles as ART
+        defines) and the position in the random streams; everything else is rebuilt from them."""
+        return {"params": self.get_params(), "root": self._root, "calls": self._calls}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        SmoothedEstimator.__init__(self, **state["params"])
+        self._root, self._calls = state["root"], state["calls"]
+        self._build()
 
     def set_params(self, **kwargs: Any) -> None:
-        """Change constructor arguments, validated as by the constructor; nothing changes if one is invalid."""
+        """Change constructor arguments, validated as by the constructor; nothing changes if one is invalid. The
+        estimator is rebuilt, its random streams restarting as a fresh estimator's."""
         unknown = sorted(set(kwargs) - set(self.estimator_params))
         if unknown:
             raise ValueError(f"unknown parameters {unknown}; known: {self.estimator_params}")
         params = {**self.get_params(), **kwargs}
-        if "classifier" in kwargs and "output" not in kwargs:
-            params["output"] = None
-        replacement = SmoothedEstimator(**params)
-        if type(replacement) is not type(self):
-            raise ValueError(f"classifier: a {type(self).__name__} cannot wrap a {type(kwargs['classifier']).__name__}")
-        self.__dict__.update(replacement.__dict__)
+        if "classifier" in kwargs and "base_output" not in kwargs:
+            params["base_output"] = None
+        self.__dict__.update(SmoothedEstimator(**params).__dict__)
+
+    def clone_for_refitting(self) -> SmoothedEstimator:
+        """An unfitted copy for ART's refitting defences and attacks: the same parameters (seed included) around the
+        wrapped classifier's own ``clone_for_refitting()`` (whose errors, e.g. a PyTorchClassifier's without an
+        optimizer, propagate). Fit it with :meth:`fit`."""
+        return SmoothedEstimator(**{**self.get_params(), "classifier": self.classifier.clone_for_refitting()})
+
+    def save(self, filename: str, path: str | None = None) -> None:
+        """Save ``f`` with its own ``save`` (its framework's format: ``<filename>.model`` for a PyTorchClassifier,
+        ``<filename>.pickle`` for an SklearnClassifier) and, beside it, ``<filename>.smoothing.json``: every
+        :meth:`get_params` entry but ``classifier``. Both go to ``path`` (default ART's ``ART_DATA_PATH``).
+        ``SmoothedEstimator(f_reloaded, **json.load(file))`` is then the same smoothed classifier."""
+        self.classifier.save(filename, path)
+        target = Path(config.ART_DATA_PATH if path is None else path, f"{filename}.smoothing.json")
+        partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps({k: v for k, v in self.get_params().items() if k != "classifier"}, indent=2))
+        os.replace(partial, target)
+
+    @property
+    def layer_names(self) -> list[str] | None:
+        """The wrapped network's layer names (None when ``f`` has none, e.g. a scikit-learn model): ``g`` has no
+        layers of its own; ART's randomized smoothing answers the same."""
+        return getattr(self.classifier, "layer_names", None)
+
+    def get_activations(self, x: np.ndarray, layer: int | str, batch_size: int = 128, framework: bool = False) -> Any:
+        """The wrapped network's activations at ``layer`` (an index into :attr:`layer_names`, or a name) on the
+        inputs ``x`` as given, without noise, as ART's randomized smoothing answers; ``NotImplementedError`` when
+        ``f`` is not a neural network."""
+        if not isinstance(self.classifier, NeuralNetworkMixin):
+            raise NotImplementedError(f"the wrapped {type(self.classifier).__name__} has no layers")
+        return self.classifier.get_activations(x, layer, batch_size=batch_size, framework=framework)
 
     def predict(self, x: np.ndarray, batch_size: int | None = None, **kwargs: Any) -> np.ndarray:
-        """Vote frequencies ``(N, nb_classes)``: the fraction of ``num_noise`` noisy copies of each input that
-        ``f`` assigns to each class. Rows sum to 1 and their argmax is the Monte-Carlo estimate of g's class
-        (:meth:`predict_class` adds PREDICT's abstention). ART's ``batch_size`` and other arguments are ignored."""
-        return self._average(self._inputs(x), None, gradient=False)[1]
+        """``(N, nb_classes)`` over ``num_noise`` noisy copies of each input. ``output="votes"``: the fraction of
+        copies ``f`` assigns to each class (rows sum to 1; the argmax estimates g's class, and :meth:`predict_class`
+        adds PREDICT's abstention). ``output="logits"``: the log of ``f``'s softmax averaged over the copies (float32,
+        floored at log 1e-20). ART's ``batch_size`` and other arguments are ignored."""
+        probs, votes, _ = self._average(self._inputs(x), None, gradient=False)
+        return votes if self.output == "votes" else np.log(np.maximum(probs, _TINY)).astype(np.float32)
 
     def predict_class(self, x: np.ndarray, n: int | None = None, alpha: float | None = None) -> np.ndarray:
         """PREDICT of Cohen et al. on each input with ``n`` samples (default ``num_noise``) at level ``alpha``
@@ -346,46 +454,56 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         return predictions, np.array([c.radius for c in certificates], dtype=np.float64)
 
     def loss_gradient(self, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> np.ndarray:
-        """Gradient in ``x`` of the SmoothAdv loss ``-log(mean_k softmax(f(x + noise_k))_y)`` over ``num_noise``
-        fresh noise draws (labels ``y`` as indices or one-hot). Same shape as ``x``."""
+        """Gradient in ``x`` of :meth:`compute_loss` (labels ``y`` as indices or one-hot) over ``num_noise`` fresh
+        noise draws: for the cross-entropy, of ``-log(mean_k softmax(f(x + noise_k))_y)``. Same shape as ``x``."""
         x = self._inputs(x)
         labels = self._labels(y, len(x))
-        probs, _, grads = self._average(x, labels, gradient=True)
-        chosen = np.maximum(probs[np.arange(len(x)), labels], _TINY).reshape((-1,) + (1,) * (x.ndim - 1))
-        return (-grads / chosen).astype(np.float32)
+        if self.loss == "cross_entropy":
+            probs, _, grads = self._average(x, labels, gradient=True)
+            chosen = np.maximum(probs[np.arange(len(x)), labels], _TINY)
+            return (-grads / _per_input(chosen, grads.ndim)).astype(np.float32)
+        probs, _, jacobian = self._average(x, None, gradient=True)
+        probs = np.maximum(probs.astype(np.float64), _TINY)
+        slope = _dlr(np.log(probs), labels)[1] / probs  # d loss / d p = d loss / d log p divided by p
+        return np.einsum("nk,nk...->n...", slope, jacobian).astype(np.float32)
 
     def class_gradient(
         self, x: np.ndarray, label: int | list[int] | np.ndarray | None = None, **kwargs: Any
     ) -> np.ndarray:
         """Gradients in ``x`` of the noise-averaged softmax ``mean_k softmax(f(x + noise_k))_c`` (``num_noise``
-        fresh draws), the differentiable counterpart of :meth:`predict`'s vote frequencies: for every class
-        ``(N, nb_classes, *input_shape)``, or for ``label`` (one class, or one per input) ``(N, 1, *input_shape)``."""
+        fresh draws) with ``output="votes"`` (the differentiable counterpart of the vote frequencies), of its log
+        with ``output="logits"`` (what :meth:`predict` returns): for every class ``(N, nb_classes, *input_shape)``,
+        or for ``label`` (one class, or one per input) ``(N, 1, *input_shape)``."""
         x = self._inputs(x)
-        if label is None:
-            return self._average(x, None, gradient=True)[2]
-        return self._average(x, self._class_labels(label, len(x)), gradient=True)[2][:, None]
+        labels = None if label is None else self._class_labels(label, len(x))
+        probs, _, grads = self._average(x, labels, gradient=True)
+        if self.output == "logits":
+            chosen = probs if labels is None else probs[np.arange(len(x)), labels]
+            grads = (grads / _per_input(np.maximum(chosen, _TINY), grads.ndim)).astype(np.float32)
+        return grads if labels is None else grads[:, None]
 
     def compute_loss(self, x: np.ndarray, y: np.ndarray, reduction: str = "none", **kwargs: Any) -> np.ndarray:
-        """The SmoothAdv loss ``-log(mean_k softmax(f(x + noise_k))_y)`` of each input (``reduction``: ``"none"``,
-        ``"mean"`` or ``"sum"``), the objective :meth:`loss_gradient` differentiates."""
+        """The loss of each input on the logits ``log(mean_k softmax(f(x + noise_k)))`` (``loss``: the cross-entropy
+        ``-log(mean_k softmax(f(x + noise_k))_y)`` or the DLR), ``reduction`` ``"none"``, ``"mean"`` or ``"sum"``: the
+        objective :meth:`loss_gradient` differentiates."""
         if reduction not in ("none", "mean", "sum"):
             raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
         x = self._inputs(x)
         labels = self._labels(y, len(x))
-        probs = self._average(x, labels, gradient=False)[0]
-        loss = -np.log(np.maximum(probs[np.arange(len(x)), labels], _TINY))
+        logits = np.log(np.maximum(self._average(x, labels, gradient=False)[0].astype(np.float64), _TINY))
+        loss = -logits[np.arange(len(x)), labels] if self.loss == "cross_entropy" else _dlr(logits, labels)[0]
         return loss if reduction == "none" else getattr(np, reduction)(loss)
 
     def fit(self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 10, **kwargs: Any) -> None:
         """Train ``f`` with noise augmentation, the noise added to raw inputs (before ``f``'s preprocessing) as
         in :meth:`predict` and :meth:`certify`. A neural network trains ``nb_epochs`` epochs, each on a fresh
         noisy copy of ``x``; another classifier (refitted from scratch by each ``fit``) fits once on ``nb_epochs``
-        noisy copies. Other keyword arguments go to ``f.fit``."""
-        x, y = self._inputs(x), np.asarray(y)
+        noisy copies. Other keyword arguments go to ``f.fit``. An unfitted ``f`` is usable afterwards."""
+        x, y = self._inputs(x, fitting=True), np.asarray(y)
         nb_epochs = positive_int("nb_epochs", nb_epochs)
         if len(y) != len(x):
             raise ValueError(f"y has {len(y)} labels for {len(x)} inputs")
-        stream = NumpyStream(self.smoothed.noise, self._next_seed())
+        stream = NumpyStream(self._noise, self._next_seed())
 
         def noisy(copies: int) -> np.ndarray:
             """``copies`` noisy copies of ``x`` one after the other, from the engine's numpy loop."""
@@ -397,6 +515,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
                 self.classifier.fit(noisy(1), y, batch_size=batch_size, nb_epochs=1, **kwargs)
         else:
             self.classifier.fit(noisy(nb_epochs), np.concatenate([y] * nb_epochs), **kwargs)
+        self._build()
 
     def _next_seed(self) -> int:
         """The seed of the next call's noise: ``stream_seed(seed, "estimator", call)``."""
@@ -405,12 +524,21 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
 
     def _average(self, x: np.ndarray, labels: np.ndarray | None, gradient: bool) -> tuple[np.ndarray, ...]:
         """Averaged softmax, vote frequencies and (``gradient``) gradients, over ``num_noise`` fresh draws."""
+        if gradient and not isinstance(self.classifier, ClassGradientsMixin):
+            raise NotImplementedError(
+                f"the wrapped {type(self.classifier).__name__} has no class_gradient, so the smoothed classifier has "
+                "no gradients: attack it with a black-box attack (e.g. HopSkipJump)"
+            )
         return self._softmax.average(x, self.num_noise, self._next_seed(), self.batch_size, labels, gradient)
 
-    def _inputs(self, x: Any) -> np.ndarray:
+    def _inputs(self, x: Any, *, fitting: bool = False) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)
-        if x.ndim == 0 or x.shape[1:] != self.input_shape:
-            raise ValueError(f"x must be a batch of shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+        shape = self.input_shape
+        if shape is None and not fitting:
+            raise ValueError(f"classifier: the wrapped {type(self.classifier).__name__} is not fitted; call fit first")
+        if x.ndim < 2 or (shape is not None and x.shape[1:] != shape):
+            expected = "(N, *features)" if shape is None else f"(N, {', '.join(map(str, shape))})"
+            raise ValueError(f"x must be a batch of shape {expected}, got {x.shape}")
         if not np.isfinite(x).all():
             raise ValueError(f"x contains NaN or infinite values (shape {x.shape})")
         if self.clip_values is not None:
@@ -434,14 +562,3 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
     def _class_labels(self, label: Any, n: int) -> np.ndarray:
         labels = np.full(n, label) if isinstance(label, numbers.Integral) else label
         return checks.labels("label", labels, n, self.nb_classes)
-
-
-class SmoothedNeuralNetwork(SmoothedEstimator, NeuralNetworkMixin):
-    """A :class:`SmoothedEstimator` of a neural-network classifier (what ``SmoothedEstimator(...)`` returns for
-    one), so that attacks requiring ART's ``NeuralNetworkMixin`` (SquareAttack, SimBA, ...) accept it."""
-
-    channels_first = property(lambda self: self.classifier.channels_first, doc="The wrapped classifier's.")
-
-    def get_activations(self, x: np.ndarray, layer: int | str, batch_size: int = 128, framework: bool = False) -> Any:
-        """Not available: a smoothed classifier has no layers of its own (ask the wrapped classifier)."""
-        raise NotImplementedError("a smoothed classifier has no layers; call get_activations on .classifier")

@@ -1,5 +1,6 @@
-"""The ART adapter: SmoothedEstimator under ART's attacks, its gradients, abstention, preprocessing and the
-backend hook, for a torch network and a scikit-learn logistic regression."""
+"""The ART adapter: SmoothedEstimator's predictions, gradients, losses, abstention, preprocessing and the backend
+hook, for a torch network and a scikit-learn logistic regression (attacks: test_art_attacks.py; the estimator
+contract: test_art_contract.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from torch import nn  # noqa: E402
 
 from rs_plugin import ABSTAIN, SmoothedClassifier  # noqa: E402
-from rs_plugin.adapters.art import SmoothedEstimator, SmoothedNeuralNetwork  # noqa: E402
+from rs_plugin.adapters.art import SmoothedEstimator, torch_model  # noqa: E402
 from rs_plugin.adapters.datasets import digits_arrays  # noqa: E402
 from rs_plugin.plugins import make_backend  # noqa: E402
 
@@ -94,43 +95,15 @@ def smoothed_accuracy(estimator: SmoothedEstimator, x: np.ndarray, y: np.ndarray
     return float(np.mean(estimator.predict_class(x, n=200, alpha=0.001) == y))
 
 
-ATTACKS = {
-    "pgd": lambda e: ProjectedGradientDescent(e, norm=2, eps=1.0, eps_step=0.25, max_iter=10, verbose=False),
-    "fgm": lambda e: FastGradientMethod(e, norm=2, eps=1.0),
-    "deepfool": lambda e: DeepFool(e, max_iter=5, epsilon=0.02, verbose=False),
-    "hopskipjump": lambda e: HopSkipJump(e, norm=2, max_iter=1, max_eval=20, init_eval=5, init_size=10, verbose=False),
-}
-
-
-@pytest.mark.parametrize("name", ATTACKS)
-def test_art_attacks_lower_smoothed_accuracy_within_budget(case, name):
-    estimator, x, y = case
-    if name == "hopskipjump":  # decision-based: hundreds of smoothed predictions per input
-        x, y = x[:6], y[:6]
-    elif name == "deepfool":  # the gradients of all 10 classes at every step
-        x, y = x[:10], y[:10]
-    clean = smoothed_accuracy(estimator, x, y)
-    x_adv = ATTACKS[name](estimator).generate(x, y=y if name in ("pgd", "fgm") else None)
-    assert x_adv.shape == x.shape and np.isfinite(x_adv).all()
-    assert x_adv.min() >= 0 and x_adv.max() <= 1
-    if name in ("pgd", "fgm"):
-        assert np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1).max() <= 1.0 + 1e-4
-    attacked = smoothed_accuracy(estimator, x_adv, y)
-    assert clean >= 0.9
-    assert attacked <= clean - 0.4, (clean, attacked)
-
-
 def test_attack_requirements_and_wrapped_properties(torch_estimator, sklearn_estimator):
     for estimator in (torch_estimator, sklearn_estimator):
         for attack in (ProjectedGradientDescent, FastGradientMethod, DeepFool, HopSkipJump, CarliniL2Method):
             assert EvasionAttack.is_estimator_valid(estimator, attack._estimator_requirements), attack
-    assert isinstance(torch_estimator, SmoothedNeuralNetwork)
-    assert EvasionAttack.is_estimator_valid(torch_estimator, SquareAttack._estimator_requirements)
-    assert not isinstance(sklearn_estimator, SmoothedNeuralNetwork)
+        assert EvasionAttack.is_estimator_valid(estimator, SquareAttack._estimator_requirements)
     assert torch_estimator.nb_classes == 10 and torch_estimator.input_shape == (1, 8, 8)
     assert sklearn_estimator.input_shape == (64,)
     np.testing.assert_array_equal(torch_estimator.clip_values, [0, 1])
-    assert torch_estimator.channels_first is True
+    assert torch_estimator.channels_first is True and sklearn_estimator.channels_first is False
 
 
 def test_predict_returns_vote_frequencies_of_the_smoothed_classifier(case):
@@ -198,37 +171,76 @@ def test_gradients_are_those_of_the_smoothed_classifier_not_the_base():
     np.testing.assert_allclose(estimator.class_gradient(x, label=1)[0, 0], class_grad[1], rtol=0.05)
 
 
+def blended_case(kind: str, sklearn_estimator: SmoothedEstimator, digits) -> tuple:
+    """``(classifier, x, y)``: a 6 and a 2 blended (no class near-certain) for the torch path, the path through
+    ART's predict / class_gradient with logits (a torch network behind a numpy preprocessing defence) and with a
+    logistic regression's probabilities."""
+    x, y = digits
+    x, y = ((x[0] + x[3]) / 2)[None], y[:1]
+    if kind == "sklearn":
+        return sklearn_estimator.classifier, x.reshape(1, -1), y
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+    defence = NumpyIdentity() if kind == "generic" else None
+    return torch_classifier(net, (1, 8, 8), 10, clip_values=(0, 1), preprocessing_defences=defence), x, y
+
+
+def central_difference(f, x: np.ndarray, v: np.ndarray, h: float = 1e-3) -> np.ndarray:
+    return (f(x + h * v) - f(x - h * v)) / (2 * h)
+
+
 @pytest.mark.parametrize("kind", ["torch", "generic", "sklearn"])
 def test_gradients_match_finite_differences_on_common_noise(kind, sklearn_estimator, digits):
     """Fresh estimators with one seed draw the same noise on their first call: the smoothed objective is then a
-    fixed smooth function, and loss_gradient / class_gradient must be its derivatives. Covers the torch path, the
-    path through ART's predict / class_gradient with logits (a torch network behind a numpy preprocessing defence)
-    and with a logistic regression's probabilities."""
-    x, y = digits
-    x, y = ((x[0] + x[3]) / 2)[None], y[:1]  # a 6 and a 2 blended: no class is near-certain
-    if kind == "sklearn":
-        clf, x = sklearn_estimator.classifier, x.reshape(1, -1)
-    else:
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
-        defence = NumpyIdentity() if kind == "generic" else None
-        clf = torch_classifier(net, (1, 8, 8), 10, clip_values=(0, 1), preprocessing_defences=defence)
+    fixed smooth function, and loss_gradient / class_gradient must be its derivatives."""
+    clf, x, y = blended_case(kind, sklearn_estimator, digits)
 
     def fresh() -> SmoothedEstimator:
         return SmoothedEstimator(clf, SIGMA, num_noise=64, seed=7)
 
-    assert type(fresh()._softmax).__name__ == ("_TorchSoftmax" if kind == "torch" else "_ArtSoftmax")
-    h = 1e-3
+    assert (torch_model(clf) is not None) == (kind == "torch")
     directions = np.random.default_rng(0).standard_normal((3, *x.shape)).astype(np.float32)
     loss_grad, class_grad = fresh().loss_gradient(x, y), fresh().class_gradient(x, label=int(y[0]))
     all_grads = fresh().class_gradient(x)
     for v in directions:
-        loss_fd = (fresh().compute_loss(x + h * v, y) - fresh().compute_loss(x - h * v, y)) / (2 * h)
-        prob_fd = (np.exp(-fresh().compute_loss(x + h * v, y)) - np.exp(-fresh().compute_loss(x - h * v, y))) / (2 * h)
+        loss_fd = central_difference(lambda z: fresh().compute_loss(z, y), x, v)
+        prob_fd = central_difference(lambda z: np.exp(-fresh().compute_loss(z, y)), x, v)
         np.testing.assert_allclose(np.sum(loss_grad * v), loss_fd[0], rtol=0.01, atol=1e-3)
         np.testing.assert_allclose(np.sum(class_grad[:, 0] * v), prob_fd[0], rtol=0.01, atol=1e-3)
     np.testing.assert_allclose(all_grads[:, y[0]], class_grad[:, 0], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(all_grads.sum(axis=1), 0, atol=1e-5)  # the probabilities sum to 1
+
+
+@pytest.mark.parametrize("kind", ["torch", "generic", "sklearn"])
+def test_logits_output_and_dlr_loss_are_differentiated_consistently(kind, sklearn_estimator, digits):
+    """output="logits": predict returns log(mean_k softmax(f(x + noise_k))), whose cross-entropy is compute_loss and
+    whose derivatives are class_gradient; loss="difference_logits_ratio" is AutoAttack's DLR of those logits, with
+    loss_gradient its derivative (common noise: fresh estimators with one seed)."""
+    clf, x, y = blended_case(kind, sklearn_estimator, digits)
+
+    def fresh(**options) -> SmoothedEstimator:
+        return SmoothedEstimator(clf, SIGMA, num_noise=64, seed=7, output="logits", **options)
+
+    logits = fresh().predict(x)
+    assert logits.dtype == np.float32 and (logits <= 0).all()
+    np.testing.assert_allclose(np.exp(logits).sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(fresh().compute_loss(x, y), -logits[0, y], rtol=1e-5)
+    top, second, third = np.sort(logits[0])[::-1][:3]
+    best_other = second if logits[0].argmax() == y[0] else top
+    dlr = fresh(loss="difference_logits_ratio")
+    np.testing.assert_allclose(dlr.compute_loss(x, y), -(logits[0, y] - best_other) / (top - third), rtol=1e-4)
+    class_grads, dlr_grad = fresh().class_gradient(x), fresh(loss="difference_logits_ratio").loss_gradient(x, y)
+    for v in np.random.default_rng(1).standard_normal((3, *x.shape)).astype(np.float32):
+        logits_fd = central_difference(lambda z: fresh().predict(z).astype(np.float64), x, v)[0]
+        dlr_fd = central_difference(lambda z: fresh(loss="difference_logits_ratio").compute_loss(z, y), x, v)
+        np.testing.assert_allclose(np.sum(class_grads[0] * v[0], axis=tuple(range(1, v.ndim))), logits_fd,
+                                   rtol=0.02, atol=2e-3)
+        np.testing.assert_allclose(np.sum(dlr_grad * v), dlr_fd[0], rtol=0.02, atol=1e-3)
+
+
+def test_dlr_needs_three_classes():
+    with pytest.raises(ValueError, match="needs at least 3 classes"):
+        SmoothedEstimator(torch_classifier(nn.Linear(3, 2), (3,), 2), SIGMA, loss="difference_logits_ratio")
 
 
 def test_probabilities_or_logits_give_the_same_smoothed_classifier(noisy_digits_net, digits):
@@ -242,7 +254,7 @@ def test_probabilities_or_logits_give_the_same_smoothed_classifier(noisy_digits_
                               num_noise=16, seed=2)
             for net in (noisy_digits_net, with_softmax)
         )
-        assert (a.output, b.output) == ("logits", "probabilities")
+        assert (a.base_output, b.base_output) == ("logits", "probabilities")
         np.testing.assert_allclose(a.loss_gradient(x, y), b.loss_gradient(x, y), rtol=1e-3, atol=1e-5)
         np.testing.assert_allclose(a.class_gradient(x[:4]), b.class_gradient(x[:4]), rtol=1e-3, atol=1e-5)
         np.testing.assert_array_equal(a.predict(x), b.predict(x))
@@ -328,7 +340,8 @@ def test_fit_adds_noise_to_raw_inputs(noisy_digits_net, sklearn_estimator, digit
 
 def test_get_params_and_set_params(torch_estimator):
     params = torch_estimator.get_params()
-    assert params["sigma"] == SIGMA and params["num_noise"] == 32 and params["output"] == "logits"
+    assert params["sigma"] == SIGMA and params["num_noise"] == 32 and params["base_output"] == "logits"
+    assert (params["output"], params["loss"]) == ("votes", "cross_entropy")
     assert SmoothedEstimator(**params).get_params() == params
     copy = SmoothedEstimator(**params)
     copy.set_params(sigma=0.5, num_noise=8, alpha=0.01)
@@ -353,7 +366,9 @@ def test_get_params_and_set_params(torch_estimator):
         (lambda e, x, y: SmoothedEstimator(e.classifier, 0.0), ValueError, "sigma must be a positive"),
         (lambda e, x, y: SmoothedEstimator(e.classifier, -1.0), ValueError, "sigma must be a positive"),
         (lambda e, x, y: SmoothedEstimator(e.classifier, SIGMA, num_noise=0), ValueError, "num_noise"),
-        (lambda e, x, y: SmoothedEstimator(e.classifier, SIGMA, output="logit"), ValueError, "output"),
+        (lambda e, x, y: SmoothedEstimator(e.classifier, SIGMA, output="logit"), ValueError, "output must be one of"),
+        (lambda e, x, y: SmoothedEstimator(e.classifier, SIGMA, base_output="logit"), ValueError, "base_output"),
+        (lambda e, x, y: SmoothedEstimator(e.classifier, SIGMA, loss="dlr"), ValueError, "loss must be one of"),
         (lambda e, x, y: SmoothedEstimator(e.classifier.model, SIGMA), TypeError, "must be an ART classifier"),
         (lambda e, x, y: SmoothedEstimator(LogisticRegression(), SIGMA), TypeError, "must be an ART classifier"),
         (lambda e, x, y: SmoothedClassifier(e.classifier, 9, SIGMA), ValueError, "nb_classes=10"),
@@ -368,9 +383,21 @@ def test_bad_input_raises_clear_errors(torch_estimator, digits, call, error, mat
         call(torch_estimator, x[:4], y[:4])
 
 
-def test_unfitted_sklearn_classifier_is_refused():
+def test_unfitted_sklearn_classifier_is_usable_once_fitted(digits):
+    """An unfitted classifier (what ART's clone_for_refitting gives for scikit-learn) is wrapped; everything but fit
+    says it must be fitted; fit makes it a working smoothed classifier. The core refuses it outright."""
+    x, y = digits_arrays("train")
+    x = x.reshape(len(x), -1)
+    estimator = SmoothedEstimator(SklearnClassifier(LogisticRegression(max_iter=300)), SIGMA, num_noise=32, seed=0)
+    assert estimator.input_shape is None and estimator.smoothed is None
+    for call in (estimator.predict, estimator.predict_class, lambda v: estimator.certify(v, 10)):
+        with pytest.raises(ValueError, match="not fitted; call fit first"):
+            call(x[:2])
+    estimator.fit(x, to_categorical(y, 10), nb_epochs=2)
+    assert estimator.input_shape == (64,) and estimator.base_output == "probabilities"
+    assert smoothed_accuracy(estimator, digits[0].reshape(20, -1), digits[1]) >= 0.9
     with pytest.raises(ValueError, match="input_shape is unknown"):
-        SmoothedEstimator(SklearnClassifier(LogisticRegression()), SIGMA)
+        SmoothedClassifier(SklearnClassifier(LogisticRegression()), 10, SIGMA)
 
 
 def test_backend_hook_accepts_art_classifiers_only(torch_estimator):
