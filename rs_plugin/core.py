@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import sequential
+from . import diagnostics, sequential
 from .bounds import lower_confidence_bound, top_two_differ
 from .certificate import ABSTAIN, Certificate
 from .checks import positive_int, probability, radii
@@ -157,7 +157,10 @@ class SmoothedClassifier:
         progress: bool = True,
     ) -> np.ndarray:
         """PREDICT on every input of ``xs`` with a progress bar; example ``k`` is seeded by ``indices[k]``
-        (default ``k``), so that any split of a dataset gives the same answers."""
+        (default ``k``), so that any split of a dataset gives the same answers. Refuses an ``n`` and ``alpha``
+        that always abstain, before any sample (:mod:`rs_plugin.diagnostics`)."""
+        diagnostics.check_predict(n, alpha)
+        diagnostics.check_input_scale(xs, self.sigma)
         return np.array(
             [
                 self.predict(x, n, alpha, index=i)
@@ -177,7 +180,11 @@ class SmoothedClassifier:
         indices: Iterable[int] | None = None,
         progress: bool = True,
     ) -> list[Certificate]:
-        """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`."""
+        """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`.
+        Refuses an ``n`` and ``alpha`` that cannot certify any radius, before any sample, and warns when a target
+        radius cannot be certified (:mod:`rs_plugin.diagnostics`)."""
+        diagnostics.check_certify(self.noise, n, alpha, target_radius)
+        diagnostics.check_input_scale(xs, self.sigma)
         return [
             self.certify(x, n0, n, alpha, target_radius=target_radius, index=i)
             for x, i in _numbered(xs, indices, progress, "certify")

@@ -19,11 +19,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from . import diagnostics
 from .checks import positive_int, probability, radii
 from .core import SmoothedClassifier
 from .executors import Executor, LocalExecutor
 from .plugins import make_noise
-from .results import CERTIFY_COLUMNS, PREDICT_COLUMNS, SAMPLES_COLUMN, ResultsWriter
+from .results import CERTIFY_COLUMNS, PREDICT_COLUMNS, SAMPLES_COLUMN, ResultsWriter, task_settings
 
 MODES = ("certify", "predict")
 
@@ -205,15 +206,18 @@ def run(
 
     Resumes: rows already in ``out`` are skipped and a half-written last line is cut off, so running
     the same command again after a crash (even ``kill -9``) completes the file with no row lost or
-    doubled. Rows are flushed as they arrive (in any order); a completed file is sorted by ``idx``.
+    doubled. Rows are flushed as they arrive (in any order); a completed file is sorted by ``idx``. The task's
+    settings are recorded next to ``out`` and a resume with other ones is refused (:class:`ResultsWriter`);
+    settings that can certify nothing are refused before any work (:mod:`rs_plugin.diagnostics`).
     """
+    diagnostics.check_run(task.mode, make_noise(task.noise, task.sigma), task.n, task.alpha, task.target_radius)
     size = task.prepare()
     if indices is None:
         indices = select(size, skip, max_examples)
     elif any(not 0 <= i < size for i in indices):
         raise ValueError(f"indices must lie in [0, {size}) for this dataset")
     executor = executor or LocalExecutor()
-    with ResultsWriter(out, task.columns) as writer:
+    with ResultsWriter(out, task.columns, settings=task_settings(task)) as writer:
         todo = [i for i in indices if i not in writer.done]
         with tqdm(total=len(indices), initial=len(indices) - len(todo), desc=task.mode, unit="ex",
                   disable=not progress) as bar:
