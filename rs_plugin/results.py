@@ -6,6 +6,11 @@ significant digits, ``time`` as ``H:MM:SS.ffffff``), exactly as the paper's ``ce
 ``predict.py`` write them. Runs of CERTIFY with target radii add a trailing ``samples`` column (the
 base-classifier evaluations used); readers of the paper's format that select columns by name, such as
 :mod:`rs_plugin.analysis`, read those files unchanged.
+
+Writers (:class:`ResultsWriter`, and :class:`RecordsWriter` for JSON Lines records) resume what a killed
+run left and never modify a file they cannot prove is theirs. The settings a run's rows depend on are
+recorded next to them (``FILE.settings.json``; the paper's format has no room for them), and a resume with
+other settings is refused. :func:`read_results` refuses rows no run could have written, naming ``file:line``.
 """
 
 from __future__ import annotations
