@@ -13,7 +13,10 @@ _HOMES = {
     "deepfool_radii": "deepfool",
     "empirical_robust_accuracy": "deepfool",
     "tightness_experiment": "tightness",
+    "TightnessConfig": "tightness",
     "TightnessResult": "tightness",
+    "ExampleResult": "tightness",
+    "AttackResult": "tightness",
     "FactorResult": "tightness",
 }
 

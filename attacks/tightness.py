@@ -3,9 +3,10 @@ example at a multiple of its radius, and judge the attack with PREDICT."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import numbers
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,13 +16,107 @@ from scipy.stats import binomtest
 from torch import nn
 from tqdm.auto import tqdm
 
-from rs_plugin import checks
+from rs_plugin import analysis, checks, diagnostics
 from rs_plugin.certificate import ABSTAIN
 from rs_plugin.checks import positive_int, probability
+from rs_plugin.checks import seed as check_seed
 from rs_plugin.core import SmoothedClassifier
+from rs_plugin.plugins import make_noise
+from rs_plugin.results import RecordsWriter, Results, ResultsError
+from rs_plugin.seeding import stream_seed
 
 from ..adapters.torch import num_logits
 from .smoothadv import SmoothAdvPGD
+
+
+@dataclass(frozen=True)
+class TightnessConfig:
+    """The settings of :func:`tightness_experiment`: CERTIFY (``n0``, ``n``, ``alpha``) with ``noise`` of level
+    ``sigma``; :class:`SmoothAdvPGD` (``steps``, ``num_noise`` draws per step, ``reuse_noise``) within each of
+    ``factors`` times the certified radius; PREDICT (``predict_n``, ``predict_alpha``) on the attacked input;
+    intervals at level ``confidence``; every random stream derived from ``seed``. With ``radius_tolerance``,
+    CERTIFY is sequential (see :meth:`rs_plugin.SmoothedClassifier.certify`). Checked on construction."""
+
+    sigma: float
+    factors: tuple[float, ...] = (1.5, 2.0)
+    n0: int = 100
+    n: int = 10_000
+    alpha: float = 0.001
+    radius_tolerance: float | None = None
+    predict_n: int = 1000
+    predict_alpha: float = 0.001
+    steps: int = 20
+    num_noise: int = 32
+    reuse_noise: bool = False
+    noise: str = "gaussian"
+    batch_size: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "factors", _factors(self.factors))
+        for name in ("n0", "n", "predict_n", "steps", "num_noise", "batch_size"):
+            positive_int(name, getattr(self, name))
+        for name in ("alpha", "predict_alpha", "confidence"):
+            probability(name, getattr(self, name))
+        if check_seed("seed", self.seed) is None:
+            raise ValueError("seed must be a non-negative int, got None")
+        object.__setattr__(self, "sigma", make_noise(self.noise, self.sigma).sigma)
+        object.__setattr__(self, "reuse_noise", bool(self.reuse_noise))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (``factors`` as a list)."""
+        return {**dataclasses.asdict(self), "factors": list(self.factors)}
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """The attack on one example within ``eps`` (``factor`` times its radius): the l2 ``distance`` it moved the
+    input, PREDICT's ``prediction`` on the attacked input, and the ``outcome``: ``success`` (a wrong class),
+    ``abstain`` or ``held`` (the label)."""
+
+    eps: float
+    distance: float
+    prediction: int
+    outcome: str
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    """One example: its ``index`` (e.g. its position in the dataset), ``label``, CERTIFY's ``prediction``,
+    ``radius`` and ``p_lower``, and the ``attacks`` by factor key (``str(factor)``, e.g. ``"1.5"``) when it was
+    attacked (certified correct with a radius > 0)."""
+
+    index: int
+    label: int
+    prediction: int
+    radius: float
+    p_lower: float
+    attacks: dict[str, AttackResult] = field(default_factory=dict)
+
+    @property
+    def attacked(self) -> bool:
+        """Whether the example was certified correct with radius > 0, and so attacked."""
+        return self.prediction == self.label and self.radius > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the fields, ``attacked``, and each attack as a dict."""
+        return {
+            "index": self.index,
+            "label": self.label,
+            "prediction": self.prediction,
+            "radius": self.radius,
+            "p_lower": self.p_lower,
+            "attacked": self.attacked,
+            "attacks": {key: dataclasses.asdict(attack) for key, attack in self.attacks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> ExampleResult:
+        """The inverse of :meth:`to_dict`."""
+        attacks = {key: AttackResult(**attack) for key, attack in record["attacks"].items()}
+        fields = ("index", "label", "prediction", "radius", "p_lower")
+        return cls(**{name: record[name] for name in fields}, attacks=attacks)
 
 
 @dataclass(frozen=True)
@@ -66,177 +161,158 @@ class FactorResult:
 
 @dataclass
 class TightnessResult:
-    """What :func:`tightness_experiment` found: per-factor counts and one row per example."""
+    """What :func:`tightness_experiment` found: one row per example, and per-factor counts drawn from them."""
 
-    config: dict[str, Any]
-    factors: dict[str, FactorResult]
-    """Keyed by ``str(float(factor))``, e.g. ``"1.5"``."""
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    """Per example: ``index``, ``label``, CERTIFY's ``prediction``, ``radius``, ``p_lower``, ``attacked``, and
-    ``attacks`` (per factor: ``eps``, l2 ``distance`` moved, PREDICT's ``prediction`` on the adversarial input,
-    ``outcome`` one of ``success``, ``abstain``, ``held``)."""
+    config: TightnessConfig
+    rows: list[ExampleResult]
+    num_classes: int
+
+    @property
+    def factors(self) -> dict[str, FactorResult]:
+        """Per factor, keyed by ``str(factor)`` (e.g. ``"1.5"``): the attacked examples' outcomes."""
+        attacked = [row for row in self.rows if row.attacked]
+        results = {}
+        for factor in self.config.factors:
+            outcomes = [row.attacks[str(factor)].outcome for row in attacked]
+            results[str(factor)] = FactorResult(
+                factor, len(outcomes), outcomes.count("success"), outcomes.count("abstain"), self.config.confidence
+            )
+        return results
+
+    def results(self) -> Results:
+        """The certificates as a results table (``idx label predict radius correct``) for :mod:`rs_plugin.analysis`."""
+        columns = ("idx", "label", "predict", "radius", "correct")
+        data = {
+            "idx": np.array([row.index for row in self.rows], dtype=np.int64),
+            "label": np.array([row.label for row in self.rows], dtype=np.int64),
+            "predict": np.array([row.prediction for row in self.rows], dtype=np.int64),
+            "radius": np.array([row.radius for row in self.rows], dtype=np.float64),
+        }
+        data["correct"] = (data["predict"] == data["label"]).astype(np.int64)
+        return Results("tightness experiment", columns, data)
 
     def certified_accuracy(self, radii: float | Sequence[float]) -> np.ndarray:
-        """The fraction of all examples certified correct at radius at least each of ``radii``."""
-        radii = np.atleast_1d(np.asarray(radii, dtype=float))
-        correct = np.array([row["prediction"] == row["label"] for row in self.rows])
-        radius = np.array([row["radius"] for row in self.rows])
-        return (correct[None, :] & (radius[None, :] >= radii[:, None])).mean(axis=1)
+        """The fraction of all examples certified correct at radius at least each of ``radii``
+        (:func:`rs_plugin.analysis.certified_accuracy`)."""
+        return analysis.certified_accuracy(self.results(), radii)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"config": ..., "factors": {"1.5": {"attempted": ..., ...}}, "examples": rows}``."""
         return {
-            "config": self.config,
+            "config": {**self.config.to_dict(), "num_examples": len(self.rows), "num_classes": self.num_classes},
             "factors": {key: result.to_dict() for key, result in self.factors.items()},
-            "examples": self.rows,
+            "examples": [row.to_dict() for row in self.rows],
         }
 
 
-def _factors(factors: Any) -> list[float]:
-    values = [factors] if isinstance(factors, numbers.Real) else list(factors)
-    if not values or not all(
-        isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f) and f > 0 for f in values
-    ):
-        raise ValueError(f"factors must be one or more finite numbers > 0, got {factors!r}")
-    if len(set(map(float, values))) != len(values):
-        raise ValueError(f"factors must be distinct, got {values}")
-    return [float(f) for f in values]
+def _factors(factors: Any) -> tuple[float, ...]:
+    values = tuple(float(f) for f in checks.positive_numbers("factors", factors))
+    if len(set(values)) != len(values):
+        raise ValueError(f"factors must be distinct, got {list(values)}")
+    return values
+
+
+class _Experiment:
+    """The per-example work of :func:`tightness_experiment`; every random stream is ``stream_seed(seed, purpose,
+    index)`` of the example's index: CERTIFY's, each factor's attack (``attack-1.5``) and PREDICT on its output
+    (``predict-1.5``), so that an example's row does not depend on which others run, or in which run."""
+
+    def __init__(self, base: nn.Module, num_classes: int, config: TightnessConfig) -> None:
+        self.base, self.config = base, config
+        options = {"noise": config.noise, "batch_size": config.batch_size}
+        self.smoothed = SmoothedClassifier(base, num_classes, config.sigma, seed=config.seed, **options)
+        self.judges = {
+            str(factor): SmoothedClassifier(
+                base, num_classes, config.sigma, seed=stream_seed(config.seed, f"predict-{factor}"), **options
+            )
+            for factor in config.factors
+        }
+
+    def __call__(self, x: torch.Tensor, label: int, index: int) -> ExampleResult:
+        config = self.config
+        certificate = self.smoothed.certify(
+            x, config.n0, config.n, config.alpha, radius_tolerance=config.radius_tolerance, index=index
+        )
+        row = ExampleResult(index, label, certificate.prediction, certificate.radius, certificate.p_lower)
+        if not row.attacked:
+            return row
+        return dataclasses.replace(row, attacks={str(factor): self.attack(x, row, factor) for factor in config.factors})
+
+    def attack(self, x: torch.Tensor, row: ExampleResult, factor: float) -> AttackResult:
+        """SmoothAdvPGD within ``factor * radius`` of ``x``, judged by PREDICT on fresh noise."""
+        config = self.config
+        eps = factor * row.radius
+        attack = SmoothAdvPGD(
+            self.base, config.sigma, eps, steps=config.steps, num_noise=config.num_noise,
+            reuse_noise=config.reuse_noise, noise=config.noise, batch_size=config.batch_size,
+            seed=stream_seed(config.seed, f"attack-{factor}", row.index),
+        )  # fmt: skip
+        adversarial = attack(x[None], torch.tensor([row.label]))[0].cpu()
+        prediction = self.judges[str(factor)].predict(
+            adversarial, config.predict_n, config.predict_alpha, index=row.index
+        )
+        outcome = "abstain" if prediction == ABSTAIN else "held" if prediction == row.label else "success"
+        return AttackResult(eps, float((adversarial - x).norm()), int(prediction), outcome)
 
 
 def tightness_experiment(
     base: nn.Module,
     x: Any,
     y: Any,
-    sigma: float,
+    config: TightnessConfig,
     *,
-    factors: float | Sequence[float] = (1.5, 2.0),
-    n0: int = 100,
-    n: int = 10_000,
-    alpha: float = 0.001,
-    radius_tolerance: float | None = None,
-    predict_n: int = 1000,
-    predict_alpha: float = 0.001,
-    steps: int = 20,
-    num_noise: int = 32,
-    reuse_noise: bool = False,
-    attack_batch: int = 100,
-    noise: str = "gaussian",
-    batch_size: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
     indices: Sequence[int] | None = None,
+    out: str | os.PathLike | None = None,
+    identity: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> TightnessResult:
     """Cohen et al.'s tightness experiment on the smoothed classifier of ``base`` (logits; inputs in ``[0, 1]``).
 
-    CERTIFY (``n0``, ``n``, ``alpha``) every example of ``x`` (a batch ``(N, *shape)``, labels ``y``); attack each
-    example certified correct with radius ``R > 0`` by :class:`SmoothAdvPGD` (``steps``, ``num_noise``,
-    ``reuse_noise``) within ``factor * R`` for each of ``factors``; judge each adversarial input with PREDICT
-    (``predict_n`` fresh samples, ``predict_alpha``). A success is a class other than the label; an abstention
+    CERTIFY every example of ``x`` (a batch ``(N, *shape)``, labels ``y``); attack each example certified correct
+    with radius ``R > 0`` by :class:`SmoothAdvPGD` within ``factor * R`` for each of ``config.factors``; judge
+    each attacked input with PREDICT on fresh samples. A success is a class other than the label; an abstention
     is counted apart. Below factor 1 a success contradicts the certificate, which happens with probability at
     most ``alpha + predict_alpha`` per example. With ``radius_tolerance``, CERTIFY is sequential (a fraction of
     the samples, R within about that tolerance of fixed-n's; see :meth:`SmoothedClassifier.certify`).
 
-    Reproducible for a given ``seed``: example ``k`` is named ``indices[k]`` (default ``k``; e.g. its position
-    in the dataset) in the rows and certified with the noise of that index; each factor's attack and PREDICT on
-    its outputs draw their own streams.
+    Example ``k`` is named ``indices[k]`` (default ``k``; e.g. its position in the dataset) and its row depends
+    only on ``config`` and that index. With ``out``, each row is appended to that file (JSON Lines, the first
+    line recording ``config`` and ``identity``, e.g. the model and data) as soon as it is done, and the rows
+    already there are reused: rerunning after a crash (even ``kill -9``) completes the experiment with the rows
+    of one uninterrupted run; a file made with other settings, or not by this function, is refused untouched
+    (:class:`rs_plugin.results.RecordsWriter`).
     """
-    factor_list = _factors(factors)
-    steps, num_noise, attack_batch = (
-        positive_int(name, value)
-        for name, value in (("steps", steps), ("num_noise", num_noise), ("attack_batch", attack_batch))
-    )
-    predict_n = positive_int("predict_n", predict_n)
-    for name, value in (("alpha", alpha), ("predict_alpha", predict_alpha), ("confidence", confidence)):
-        probability(name, value)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if not isinstance(config, TightnessConfig):
+        raise TypeError(f"config must be a TightnessConfig, got {type(config).__name__}")
     x = torch.as_tensor(x, dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.detach().float()
     y = torch.as_tensor(y) if not isinstance(y, torch.Tensor) else y.detach()
     checks.batch("x", x, unit_range=True)
+    x = x.cpu()
     num_classes = num_logits(base, x)
     checks.labels("y", y, len(x), num_classes)
     names = list(range(len(x))) if indices is None else [int(i) for i in indices]
     if len(names) != len(x) or len(set(names)) != len(names) or min(names) < 0:
         raise ValueError(f"indices must hold {len(x)} distinct non-negative ints, one per example")
-    smoothed = SmoothedClassifier(base, num_classes, sigma, noise=noise, batch_size=batch_size, seed=seed)
-    certificates = smoothed.certify_many(
-        x, n0, n, alpha, radius_tolerance=radius_tolerance, indices=names, progress=progress
-    )
-    rows = [
-        {
-            "index": names[i],
-            "label": int(y[i]),
-            "prediction": cert.prediction,
-            "radius": cert.radius,
-            "p_lower": cert.p_lower,
-            "attacked": cert.prediction == int(y[i]) and cert.radius > 0,
-            "attacks": {},
-        }
-        for i, cert in enumerate(certificates)
-    ]
-    attacked = [i for i, row in enumerate(rows) if row["attacked"]]
-    radius = torch.tensor([rows[i]["radius"] for i in attacked], dtype=torch.float32)
-    results = {}
-    for k, factor in enumerate(factor_list):
-        attack_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0] >> 1)
-        attack = SmoothAdvPGD(
-            base,
-            sigma,
-            1.0,
-            steps=steps,
-            num_noise=num_noise,
-            reuse_noise=reuse_noise,
-            noise=noise,
-            batch_size=batch_size,
-            seed=attack_seed,
-        )
-        adversarial = []
-        for start in tqdm(
-            range(0, len(attacked), attack_batch), desc=f"attack {factor:g}R", disable=not progress, unit="batch"
-        ):
-            chosen = attacked[start : start + attack_batch]
-            attack.eps = factor * radius[start : start + attack_batch]
-            adversarial.append(attack(x[chosen], y[chosen]).cpu())
-        adversarial_x = torch.cat(adversarial) if adversarial else x[:0]
-        predictions = smoothed.predict_many(
-            adversarial_x,
-            predict_n,
-            predict_alpha,
-            indices=[(k + 1) * (max(names) + 1) + names[i] for i in attacked],
-            progress=progress,
-        )
-        distances = (adversarial_x - x[attacked]).flatten(1).norm(dim=1)
-        key = str(factor)
-        for i, eps, distance, prediction in zip(attacked, radius * factor, distances, predictions, strict=True):
-            outcome = "abstain" if prediction == ABSTAIN else "held" if prediction == rows[i]["label"] else "success"
-            rows[i]["attacks"][key] = {
-                "eps": float(eps),
-                "distance": float(distance),
-                "prediction": int(prediction),
-                "outcome": outcome,
-            }
-        outcomes = [rows[i]["attacks"][key]["outcome"] for i in attacked]
-        results[key] = FactorResult(
-            factor, len(attacked), outcomes.count("success"), outcomes.count("abstain"), confidence
-        )
-    config = {
-        "sigma": smoothed.sigma,
-        "noise": noise,
-        "num_examples": len(x),
-        "num_classes": num_classes,
-        "factors": factor_list,
-        "n0": n0,
-        "n": n,
-        "alpha": alpha,
-        "radius_tolerance": radius_tolerance,
-        "predict_n": predict_n,
-        "predict_alpha": predict_alpha,
-        "steps": steps,
-        "num_noise": num_noise,
-        "reuse_noise": reuse_noise,
-        "attack_batch": attack_batch,
-        "seed": seed,
-        "confidence": confidence,
-    }
-    return TightnessResult(config, results, rows)
+    experiment = _Experiment(base, num_classes, config)
+    diagnostics.check_certify(experiment.smoothed.noise, config.n, config.alpha)
+    writer = None if out is None else RecordsWriter(out, {**config.to_dict(), **(identity or {})})
+    rows = []
+    try:
+        for k in tqdm(range(len(x)), desc="tightness", disable=not progress, unit="ex"):
+            label = int(y[k])
+            if writer is not None and names[k] in writer.records:
+                row = ExampleResult.from_dict(writer.records[names[k]])
+                if row.label != label:
+                    raise ResultsError(
+                        f"{writer.path}: example {names[k]} has label {row.label} there but {label} here: the rows "
+                        "were made on other data; give another file"
+                    )
+            else:
+                row = experiment(x[k], label, names[k])
+                if writer is not None:
+                    writer.write(row.to_dict())
+            rows.append(row)
+    finally:
+        if writer is not None:
+            writer.close()
+    return TightnessResult(config, rows, num_classes)

@@ -3,7 +3,8 @@
 Trains (once, then cached) a digits CNN with Gaussian noise augmentation and an undefended one, certifies
 test examples with CERTIFY, attacks every example certified correct at radius R with SmoothAdvPGD within
 factor * R, judges each attack with PREDICT, and runs DeepFool on the undefended network as the paper's
-baseline. Prints a table and saves a plot like the paper's figure 6.
+baseline. Prints a table and saves a plot like the paper's figure 6. Each example's result is appended to
+OUT_DIR/tightness_DATASET.jsonl (--rows) as it finishes: rerunning the same command after a crash resumes.
 
     python examples/tightness_attack.py                 # digits, a few minutes on 2 CPU cores
     python examples/tightness_attack.py --quick         # about a minute
@@ -28,7 +29,8 @@ import torch
 from rs_plugin.adapters.datasets import as_tensors, load_dataset
 from rs_plugin.adapters.models import load_checkpoint
 from rs_plugin.adapters.training import digits_model
-from rs_plugin.attacks import deepfool_radii, empirical_robust_accuracy, tightness_experiment
+from rs_plugin.attacks import TightnessConfig, deepfool_radii, empirical_robust_accuracy, tightness_experiment
+from rs_plugin.results import file_sha256
 
 # The default run, and --quick; an option given on the command line wins over both.
 DEFAULTS = {"num_examples": 360, "n": 10_000, "steps": 20, "num_noise": 32, "predict_n": 1000}
@@ -55,11 +57,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help=f"a smaller run: {QUICK}")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        metavar="FILE",
+        help="per-example results, written as each example finishes; rerunning the same command "
+        "resumes from them (default: OUT_DIR/tightness_DATASET.jsonl)",
+    )
     parser.add_argument("--dataset", choices=["digits", "cifar10"], default="digits")
     parser.add_argument("--data-dir", type=Path, help="folder holding the dataset (cifar10: cifar-10-batches-py)")
     parser.add_argument("--checkpoint", type=Path, help="noise-trained base classifier ({'arch', 'state_dict'})")
     parser.add_argument("--undefended-checkpoint", type=Path, help="undefended network for the DeepFool baseline")
-    parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the plot goes (default: here)")
+    parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the plot and rows go (default: here)")
     parser.add_argument("--plot", type=Path, help="plot file (default: OUT_DIR/tightness_DATASET.png)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -82,7 +91,7 @@ def load_models(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.nn.Mod
     else:
         defended = digits_model(args.sigma, progress=not args.no_progress)
     if args.undefended_checkpoint is not None:
-        undefended, _ = load_checkpoint(args.undefended_checkpoint)
+        undefended, _ = load_checkpoint(args.undefended_checkpoint, option="--undefended-checkpoint")
     elif args.dataset == "digits":
         undefended = digits_model(0.0, progress=not args.no_progress)
     else:
@@ -99,16 +108,21 @@ def load_examples(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor,
     return x, y, chosen
 
 
+def number(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec``, or a dash where there is none (NaN)."""
+    return "-" if math.isnan(value) else format(value, spec)
+
+
 def print_report(args: argparse.Namespace, result: Any, deepfool: np.ndarray | None) -> None:
     rows = result.rows
-    certified = [row for row in rows if row["attacked"]]
+    certified = [row for row in rows if row.attacked]
     print(
         f"\nTightness of the certificate: {args.dataset}, sigma={args.sigma}, {len(rows)} test examples, "
         f"CERTIFY n0={args.n0} n={args.n} alpha={args.alpha}"
         + (f" radius_tolerance={args.radius_tolerance}" if args.radius_tolerance else "")
     )
-    mean_radius = np.mean([row["radius"] for row in certified]) if certified else float("nan")
-    print(f"certified correct (R > 0): {len(certified)}/{len(rows)}, mean R {mean_radius:.3f}")
+    mean_radius = np.mean([row.radius for row in certified]) if certified else math.nan
+    print(f"certified correct (R > 0): {len(certified)}/{len(rows)}, mean R {number(mean_radius, '.3f')}")
     print(
         f"\nSmoothAdvPGD within factor * R ({args.steps} steps, {args.num_noise} noise draws per step); success: "
         f"PREDICT\n(n={args.predict_n}, alpha={args.alpha}) returns a wrong class on the attacked input; "
@@ -117,16 +131,17 @@ def print_report(args: argparse.Namespace, result: Any, deepfool: np.ndarray | N
     print(f"{'factor':>7} {'attacked':>9} {'succeeded':>10} {'abstained':>10} {'success rate':>13}  95% CI")
     for factor in result.factors.values():
         low, high = factor.interval
+        interval = "-" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
         print(
             f"{factor.factor:>6g}R {factor.attempted:>9} {factor.succeeded:>10} {factor.abstained:>10} "
-            f"{factor.success_rate:>13.3f}  [{low:.3f}, {high:.3f}]"
+            f"{number(factor.success_rate, '>13.3f'):>13}  {interval}"
         )
     print("\ncertified accuracy of the smoothed classifier; DeepFool upper bound on the undefended network")
     print(f"{'radius':>7} {'certified':>10} {'undefended':>11}")
     certified_accuracy = result.certified_accuracy(TABLE_RADII)
     upper = empirical_robust_accuracy(deepfool, TABLE_RADII) if deepfool is not None else [math.nan] * len(TABLE_RADII)
     for radius, acc, bound in zip(TABLE_RADII, certified_accuracy, upper, strict=True):
-        print(f"{radius:>7.2f} {acc:>10.3f} {bound:>11.3f}")
+        print(f"{radius:>7.2f} {acc:>10.3f} {number(bound, '>11.3f'):>11}")
 
 
 def save_plot(path: Path, result: Any, deepfool: np.ndarray | None, args: argparse.Namespace) -> None:
@@ -136,7 +151,7 @@ def save_plot(path: Path, result: Any, deepfool: np.ndarray | None, args: argpar
     import matplotlib.pyplot as plt
 
     finite = [] if deepfool is None else deepfool[np.isfinite(deepfool)].tolist()
-    largest = max([row["radius"] for row in result.rows] + finite + [0.5])
+    largest = max([row.radius for row in result.rows] + finite + [0.5])
     grid = np.linspace(0.0, 1.1 * largest, 200)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(grid, result.certified_accuracy(grid), label=f"smoothed, certified (sigma={args.sigma})")
@@ -168,29 +183,34 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     os.replace(partial, path)
 
 
+def config_from(args: argparse.Namespace) -> TightnessConfig:
+    """The experiment's settings from the command line (PREDICT at CERTIFY's alpha)."""
+    return TightnessConfig(
+        args.sigma, factors=tuple(args.factors), n0=args.n0, n=args.n, alpha=args.alpha,
+        radius_tolerance=args.radius_tolerance, predict_n=args.predict_n,
+        predict_alpha=args.alpha, steps=args.steps, num_noise=args.num_noise, batch_size=args.batch_size,
+        seed=args.seed,
+    )  # fmt: skip
+
+
+def identity(args: argparse.Namespace) -> dict[str, Any]:
+    """What the rows depend on besides the settings: the data and the model (a checkpoint by its content)."""
+    if args.checkpoint is None:
+        return {"dataset": args.dataset, "model": f"digits_model({args.sigma})"}
+    checkpoint = str(args.checkpoint)
+    return {"dataset": args.dataset, "checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint)}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    config = config_from(args)
     torch.manual_seed(args.seed)
     defended, undefended = load_models(args)
     x, y, positions = load_examples(args)
+    rows = args.rows or args.out_dir / f"tightness_{args.dataset}.jsonl"
+    rows.parent.mkdir(parents=True, exist_ok=True)
     result = tightness_experiment(
-        defended,
-        x,
-        y,
-        args.sigma,
-        factors=args.factors,
-        n0=args.n0,
-        n=args.n,
-        alpha=args.alpha,
-        radius_tolerance=args.radius_tolerance,
-        predict_n=args.predict_n,
-        predict_alpha=args.alpha,
-        steps=args.steps,
-        num_noise=args.num_noise,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        indices=positions,
-        progress=not args.no_progress,
+        defended, x, y, config, indices=positions, out=rows, identity=identity(args), progress=not args.no_progress
     )
     deepfool = None
     if undefended is not None:
@@ -198,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(args, result, deepfool)
     plot = args.plot or args.out_dir / f"tightness_{args.dataset}.png"
     save_plot(plot, result, deepfool, args)
-    print(f"\nplot: {plot}")
+    print(f"\nplot: {plot}\nrows: {rows} (rerun the same command to resume)")
     if args.json is not None:
         document = result.to_dict()
         document["config"].update(dataset=args.dataset, checkpoint=args.checkpoint and str(args.checkpoint))

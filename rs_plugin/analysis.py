@@ -16,14 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .checks import probability
+from .checks import radii as check_radii
 from .results import Results, ResultsError
-
-
-def _check_radii(radii: Sequence[float]) -> np.ndarray:
-    values = np.asarray(radii, dtype=np.float64)
-    if values.ndim != 1 or not len(values) or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError(f"radii must be a non-empty list of finite radii >= 0, got {list(radii)}")
-    return values
 
 
 def _certified_radii(results: Results) -> np.ndarray:
@@ -43,7 +37,7 @@ def certified_accuracy(results: Results, radii: Sequence[float]) -> np.ndarray:
     for all of them at once).
     """
     sorted_radii = _certified_radii(results)
-    counts = len(sorted_radii) - np.searchsorted(sorted_radii, _check_radii(radii), side="left")
+    counts = len(sorted_radii) - np.searchsorted(sorted_radii, check_radii("radii", radii), side="left")
     return counts / len(sorted_radii)
 
 

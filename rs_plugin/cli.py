@@ -1,7 +1,7 @@
 """The ``rs-plugin`` command: ``certify``, ``predict``, ``analyze`` and ``plugins``.
 
 User mistakes (missing files, malformed results, unknown names, bad numbers) end with a one-line
-message on stderr and exit status 1 (2 for command-line syntax), never a traceback.
+message on stderr and exit status 1 (2 for command-line syntax), never a traceback; warnings are one line each.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 from . import __version__
 
@@ -185,16 +186,27 @@ def _plugins() -> None:
                 print(f"  {hook.removeprefix('rs_plugin_')}")
 
 
+def _one_line_warning(command: str) -> Callable[..., None]:
+    """Warnings (e.g. the pre-flight diagnostics) as one line on stderr each, like errors."""
+
+    def show(message: Warning | str, *args: object, **kwargs: object) -> None:
+        print(f"rs-plugin {command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        if args.command in ("certify", "predict"):
-            _run(args)
-        elif args.command == "analyze":
-            _analyze(args)
-        else:
-            _plugins()
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            if args.command in ("certify", "predict"):
+                _run(args)
+            elif args.command == "analyze":
+                _analyze(args)
+            else:
+                _plugins()
     except KeyboardInterrupt:
         print("rs-plugin: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

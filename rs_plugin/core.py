@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import sequential
+from . import diagnostics, sequential
 from .bounds import lower_confidence_bound, top_two_differ
 from .calibration import best_batch_size
 from .certificate import ABSTAIN, Certificate
@@ -178,8 +178,11 @@ class SmoothedClassifier:
     ) -> np.ndarray:
         """PREDICT on every input of ``xs`` with a progress bar; example ``k`` is seeded by ``indices[k]``
         (default ``k``), so that any split of a dataset gives the same answers. Several examples share each
-        forward pass when ``n`` is below the batch size; the answers are those of :meth:`predict` one at a time."""
+        forward pass when ``n`` is below the batch size; the answers are those of :meth:`predict` one at a time.
+        Refuses an ``n`` and ``alpha`` that always abstain, before any sample (:mod:`rs_plugin.diagnostics`)."""
         n, alpha = positive_int("n", n), probability("alpha", alpha)
+        diagnostics.check_predict(n, alpha)
+        diagnostics.check_input_scale(xs, self.sigma)
         answers = []
         for pack in self._packs(_numbered(xs, indices, progress, "predict"), n):
             streams = [self._stream("predict", i) for _, i in pack]
@@ -202,11 +205,16 @@ class SmoothedClassifier:
     ) -> list[Certificate]:
         """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`.
         Several examples share each forward pass when ``n0`` is below the batch size (sequential CERTIFY advances
-        the undecided ones in rounds); the certificates are those of :meth:`certify` one at a time."""
+        the undecided ones in rounds); the certificates are those of :meth:`certify` one at a time.
+        Refuses an ``n`` and ``alpha`` that cannot certify any radius, before any sample, and warns when a target
+        radius cannot be certified (:mod:`rs_plugin.diagnostics`)."""
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
         targets = [] if target_radius is None else radii("target_radius", target_radius)
         tolerance = None if radius_tolerance is None else sequential.tolerance(radius_tolerance)
         bounds = sequential.make_sequence(sequence, alpha, n)
+        stops_early = bool(targets) or tolerance is not None
+        diagnostics.check_certify(self.noise, n, alpha, target_radius, sequence=sequence if stops_early else None)
+        diagnostics.check_input_scale(xs, self.sigma)
         thresholds = [self.noise.p_needed(r) for r in targets]
         certificates = []
         for pack in self._packs(_numbered(xs, indices, progress, "certify"), min(n0, n)):

@@ -14,13 +14,14 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from . import sequential
+from . import diagnostics, sequential
 from .calibration import best_batch_size
 from .checks import positive_int, probability, radii
 from .core import SmoothedClassifier
@@ -28,7 +29,7 @@ from .datasets import NUM_CLASSES, load_dataset
 from .executors import Executor, LocalExecutor
 from .extras import require
 from .plugins import make_noise
-from .results import CERTIFY_COLUMNS, PREDICT_COLUMNS, SAMPLES_COLUMN, ResultsWriter
+from .results import CERTIFY_COLUMNS, PREDICT_COLUMNS, SAMPLES_COLUMN, ResultsWriter, task_settings
 
 MODES = ("certify", "predict")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -241,14 +242,9 @@ class DatasetTask:
         examples = [dataset[i] for i in indices]
         xs, labels = [x for x, _ in examples], [int(label) for _, label in examples]
         start = time.perf_counter()
-        if self.mode == "certify":
-            certificates = smoothed.certify_many(
-                xs, self.n0, self.n, self.alpha, target_radius=self.target_radius,
-                radius_tolerance=self.radius_tolerance, sequence=self.sequence, indices=indices, progress=False,
-            )
-            predictions = [c.prediction for c in certificates]
-        else:
-            predictions = smoothed.predict_many(xs, self.n, self.alpha, indices=indices, progress=False).tolist()
+        with warnings.catch_warnings():  # run() gave the pre-flight warnings once, for the whole dataset
+            warnings.simplefilter("ignore", diagnostics.PreflightWarning)
+            predictions, certificates = self._answers(smoothed, xs, indices)
         seconds = (time.perf_counter() - start) / len(indices)
         rows = []
         for k, (index, label, prediction) in enumerate(zip(indices, labels, predictions, strict=True)):
@@ -259,6 +255,16 @@ class DatasetTask:
                     row[SAMPLES_COLUMN] = certificates[k].num_samples
             rows.append({**row, "correct": int(prediction == label), "time": seconds})
         return rows
+
+    def _answers(self, smoothed: SmoothedClassifier, xs: list[Any], indices: Sequence[int]) -> tuple[list, list]:
+        """PREDICT's answers, or CERTIFY's predictions and certificates, for the examples ``xs``."""
+        if self.mode == "predict":
+            return smoothed.predict_many(xs, self.n, self.alpha, indices=indices, progress=False).tolist(), []
+        certificates = smoothed.certify_many(
+            xs, self.n0, self.n, self.alpha, target_radius=self.target_radius,
+            radius_tolerance=self.radius_tolerance, sequence=self.sequence, indices=indices, progress=False,
+        )
+        return [c.prediction for c in certificates], certificates
 
     def prepare(self) -> int:
         """Check on the driver what can be checked before any worker starts (the dataset loads, the model
@@ -291,15 +297,19 @@ def run(
 
     Resumes: rows already in ``out`` are skipped and a half-written last line is cut off, so running
     the same command again after a crash (even ``kill -9``) completes the file with no row lost or
-    doubled. Rows are flushed as they arrive (in any order); a completed file is sorted by ``idx``.
+    doubled. Rows are flushed as they arrive (in any order); a completed file is sorted by ``idx``. The task's
+    settings are recorded next to ``out`` and a resume with other ones is refused (:class:`ResultsWriter`);
+    settings that can certify nothing are refused before any work (:mod:`rs_plugin.diagnostics`).
     """
+    diagnostics.check_run(task.mode, make_noise(task.noise, task.sigma), task.n, task.alpha, task.target_radius,
+                          sequence=task.sequence if task.stops_early else None)
     size = task.prepare()
     if indices is None:
         indices = select(size, skip, max_examples)
     elif any(not 0 <= i < size for i in indices):
         raise ValueError(f"indices must lie in [0, {size}) for this dataset")
     executor = executor or LocalExecutor()
-    with ResultsWriter(out, task.columns) as writer:
+    with ResultsWriter(out, task.columns, settings=task_settings(task)) as writer:
         todo = [i for i in indices if i not in writer.done]
         with tqdm(total=len(indices), initial=len(indices) - len(todo), desc=task.mode, unit="ex",
                   disable=not progress) as bar:

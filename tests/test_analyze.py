@@ -138,6 +138,12 @@ def test_plot_is_written(tmp_path, capsys):
         (lambda d: [*CIFAR10[:2], "--labels", "only one"], "labels: got 1 labels for 2 files"),
         (lambda d: [CIFAR10[0], "--radii", "-1"], "radii must be"),
         (lambda d: [CIFAR10[0], "--high-prob", "--alpha", "2"], "alpha must lie"),
+        (lambda d: [write(d, HEADER + "0\t1\t1\t0.5\t1\t1.0\n" * 2)], "bad.tsv:3: idx 0 is already on line 2"),
+        (lambda d: [write(d, HEADER + "0\t1\t2\t0.5\t1\t1.0\n")], "bad.tsv:2: correct is 1 but predict 2"),
+        (lambda d: [write(d, HEADER + "0\t1\t1\tinf\t1\t1.0\n")], "bad.tsv:2: radius must be finite and >= 0"),
+        (lambda d: [write(d, HEADER + "0\t1\t1\t-1\t1\t1.0\n")], "bad.tsv:2: radius must be finite and >= 0"),
+        (lambda d: [write(d, HEADER + "0\t1\t1\tnan\t1\t1.0\n")], "bad.tsv:2: radius must be finite and >= 0"),
+        (lambda d: [write(d, (HEADER + "0\t1\t1\t0.5\t1\t1.0 é\n").encode("latin-1"))], "bad.tsv:2: not UTF-8"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_a_failure_status(tmp_path, capsys, make, message):
@@ -147,7 +153,20 @@ def test_bad_input_is_one_line_on_stderr_and_a_failure_status(tmp_path, capsys, 
     assert err.startswith("rs-plugin analyze: error:") and err.count("\n") == 1
 
 
-def write(folder: Path, content: str) -> Path:
+def write(folder: Path, content: str | bytes) -> Path:
     path = folder / "bad.tsv"
-    path.write_text(content)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
     return path
+
+
+def test_a_row_counted_twice_is_refused_rather_than_inflating_the_accuracy(tmp_path, capsys):
+    """Duplicated rows made 0.974 of 0.967; now the file is refused, naming the line."""
+    rows = read_results(CIFAR10[1])
+    lines = CIFAR10[1].read_text().splitlines(keepends=True)
+    doubled = tmp_path / "doubled.tsv"
+    doubled.write_text("".join(lines) + lines[1])
+    code, _, err = analyze(capsys, doubled, "--radii", "0")
+    assert code == 1 and f"doubled.tsv:{len(lines) + 1}: idx {rows['idx'][0]} is already on line 2" in err

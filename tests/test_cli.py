@@ -170,8 +170,8 @@ def test_a_checkpoint_in_the_papers_format_certifies_cifar10(tmp_path, capsys, c
     save_checkpoint(get_architecture(arch), arch, checkpoint)
     out = tmp_path / "cifar.tsv"
     code, _, err = cli(capsys, "certify", "--dataset", "cifar10", "--data-dir", cifar_dir, "--checkpoint", checkpoint,
-                       "--sigma", "0.25", "--n0", "4", "--n", "8", "--batch", "8", "--max-examples", "2",
-                       "--no-progress", "--out", out)
+                       "--sigma", "0.25", "--n0", "4", "--n", "8", "--alpha", "0.1", "--batch", "8",
+                       "--max-examples", "2", "--no-progress", "--out", out)
     assert (code, err) == (0, "")
     results = read_results(out)
     assert results["idx"].tolist() == [0, 1] and results["label"].tolist() == [0, 1]
@@ -194,7 +194,7 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list, str]]:
     return [
         (["--dataset", "mnist"], "unknown dataset 'mnist'"),
         (["--checkpoint", tmp_path / "missing.pth"], "missing.pth"),
-        (["--checkpoint", not_a_checkpoint], "is not a torch checkpoint"),
+        (["--checkpoint", not_a_checkpoint], "not a file saved by torch.save"),
         (["--checkpoint", wrong_format], "not in the paper's format"),
         (["--checkpoint", wrong_arch], "unknown architecture 'vgg_from_mars'"),
         (["--checkpoint", wrong_format, "--model", "m:f"], "give one of them, not both"),
@@ -217,7 +217,7 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list, str]]:
 
 def test_user_mistakes_end_with_one_line_on_stderr(tmp_path, capsys, digits_model_cached):
     for extra, message in bad_inputs(tmp_path):
-        args = ["certify", "--sigma", "0.25", "--n", "10", "--max-examples", "1", "--no-progress",
+        args = ["certify", "--sigma", "0.25", "--n", "100", "--max-examples", "1", "--no-progress",
                 "--out", tmp_path / "out.tsv", *extra]
         code, _, err = cli(capsys, *args)
         assert code == 1, extra
@@ -247,3 +247,111 @@ def test_plugins_lists_what_each_plugin_provides(capsys):
     assert "noises: gaussian, laplace, uniform" in out
     assert "executors: local" in out and "executors: ray" in out
     assert re.search(r"^torch \(rs-plugin [\d.]+\)$", out, re.MULTILINE)
+
+
+# Nothing lost: a file that is not ours is never modified, and rows are never mixed across settings.
+
+
+@pytest.mark.parametrize("content", [b"my notes", b"line1\nline2", b"line1\nline2\n"])
+def test_an_out_file_that_is_not_a_results_file_is_refused_untouched(tmp_path, capsys, digits_model_cached, content):
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    code, _, err = cli(capsys, "certify", *FAST, "--max-examples", "1", "--out", notes)
+    assert code == 1 and "not a results file" in err and err.count("\n") == 1, err
+    assert notes.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, capsys, digits_model_cached):
+    out = tmp_path / "out.tsv"
+    assert cli(capsys, "certify", *FAST, "--max-examples", "2", "--out", out)[0] == 0
+    before = out.read_bytes()
+    code, _, err = cli(capsys, "certify", "--sigma", "0.25", "--n0", "20", "--n", "200", "--alpha", "0.3",
+                       "--no-progress", "--max-examples", "4", "--out", out)  # fmt: skip
+    assert code == 1 and err.count("\n") == 1
+    assert "its 2 rows were made with other settings (n 100 there, 200 here; alpha 0.001 there, 0.3 here)" in err
+    assert out.read_bytes() == before
+    code, _, err = cli(capsys, "certify", *FAST, "--batch", "7", "--max-examples", "4", "--out", out)
+    assert (code, err) == (0, "")  # how the rows are computed is not a setting of theirs
+    assert read_results(out)["idx"].tolist() == [0, 1, 2, 3]
+
+
+def test_resuming_with_a_checkpoint_of_other_content_is_refused(tmp_path, capsys):
+    from rs_plugin.adapters.models import get_architecture, save_checkpoint
+
+    checkpoint, out = tmp_path / "model.pt", tmp_path / "out.tsv"
+    torch.manual_seed(0)
+    save_checkpoint(get_architecture("digits_cnn"), "digits_cnn", checkpoint)
+    command = ["certify", *FAST, "--checkpoint", checkpoint, "--max-examples", "1", "--out", out]
+    assert cli(capsys, *command)[0] == 0
+    save_checkpoint(get_architecture("digits_cnn"), "digits_cnn", checkpoint)  # retrained: other weights
+    code, _, err = cli(capsys, *command[:-4], "--max-examples", "2", "--out", out)
+    assert code == 1 and "other settings (checkpoint_sha256 " in err
+
+
+# One line for every broken checkpoint, naming the flag and what to do.
+
+
+class Net(torch.nn.Module):
+    """A model class of the user's own, which weights_only loading refuses to unpickle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+
+def broken_checkpoints(folder: Path) -> dict[str, tuple[Path, str, str]]:
+    """Name: (file, the problem, the advice) for each way a checkpoint can be broken."""
+    from rs_plugin.adapters.models import get_architecture
+
+    other_arch = {"arch": "cifar_resnet20", "state_dict": get_architecture("cifar_resnet110").state_dict()}
+    made = {
+        "whole model": (lambda p: torch.save(Net(), p), "holds a pickled ", "save {'arch': ARCH, 'state_dict'"),
+        "custom object": (lambda p: torch.save({"arch": "digits_cnn", "state_dict": {}, "x": Net}, p),
+                          "holds a pickled ", "model.state_dict()"),
+        "other architecture": (lambda p: torch.save(other_arch, p), "its state_dict does not fit 'cifar_resnet20'",
+                               "540 unexpected keys (1.layer1.3.conv1.weight, "),
+        "bare state_dict": (lambda p: torch.save(Net().state_dict(), p), "a bare state_dict", "save {'arch'"),
+        "junk": (lambda p: p.write_bytes(b"hello world"), "not a file saved by torch.save", ""),
+        "empty": (lambda p: p.write_bytes(b""), "not a file saved by torch.save", ""),
+        "missing": (lambda p: None, "no such file", ""),
+    }  # fmt: skip
+    cases = {}
+    for name, (make, problem, advice) in made.items():
+        path = folder / f"{name.replace(' ', '_')}.pt"
+        make(path)
+        cases[name] = (path, problem, advice)
+    return cases
+
+
+def test_every_broken_checkpoint_is_one_line_naming_the_flag(tmp_path, capsys):
+    for name, (path, problem, advice) in broken_checkpoints(tmp_path).items():
+        code, _, err = cli(capsys, "certify", *FAST, "--checkpoint", path, "--max-examples", "1", "--out",
+                           tmp_path / "out.tsv")  # fmt: skip
+        assert code == 1, name
+        assert err.startswith(f"rs-plugin certify: error: --checkpoint '{path}': {problem}"), (name, err)
+        assert advice in err and err.count("\n") == 1 and len(err) < 400, (name, err)
+
+
+# Pre-flight: a run that can certify nothing is refused, one that can certify less than asked is warned about.
+
+
+def test_settings_that_can_only_abstain_are_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out.tsv"
+    code, _, err = cli(capsys, "certify", "--sigma", "0.25", "--n", "5", "--no-progress", "--out", out)
+    assert code == 1 and "n=5 with alpha=0.001 cannot certify any radius" in err and "use n >= 10" in err
+    code, _, err = cli(capsys, "predict", "--sigma", "0.25", "--n", "10", "--no-progress", "--out", out)
+    assert code == 1 and "PREDICT always abstains" in err and "use n >= 11" in err
+    assert not out.exists()
+
+
+def test_settings_that_certify_little_are_warned_about_in_one_line(tmp_path, capsys, digits_model_cached):
+    code, _, err = cli(capsys, "certify", "--sigma", "0.25", "--n", "10", "--max-examples", "1", "--no-progress",
+                       "--out", tmp_path / "few.tsv")  # fmt: skip
+    assert code == 0
+    assert err.startswith("rs-plugin certify: warning: n=10 with alpha=0.001: only an example whose 10 samples all")
+    assert err.count("\n") == 1
+    code, _, err = cli(capsys, "certify", "--sigma", "0.25", "--n", "1000", "--target-radius", "0.25", "2",
+                       "--max-examples", "1", "--no-progress", "--out", tmp_path / "far.tsv")  # fmt: skip
+    assert code == 0 and err.count("\n") == 1
+    assert "warning: target_radius 2 exceeds the largest radius n=1000 with alpha=0.001 can certify (0.607)" in err

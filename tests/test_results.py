@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +15,16 @@ import pytest
 from rs_plugin.results import (
     CERTIFY_COLUMNS,
     PREDICT_COLUMNS,
+    RecordsWriter,
     ResultsError,
     ResultsWriter,
     format_row,
     format_time,
     parse_time,
     read_results,
+    settings_difference,
+    settings_path,
+    task_settings,
 )
 
 COHEN = Path(__file__).parent / "data" / "cohen2019" / "data" / "certify"
@@ -166,3 +174,200 @@ def test_closing_with_sort_orders_rows_by_index(tmp_path):
     writer.close(sort=True)
     assert path.read_text() == HEADER + "".join(format_row(row(i), CERTIFY_COLUMNS) for i in (0, 2, 4))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv"]
+
+
+# A user's file is never modified unless it is verifiably one this writer could have written.
+
+FOREIGN = {
+    "a note": b"my notes",
+    "two lines, no newline at the end": b"line1\nline2",
+    "two lines": b"line1\nline2\n",
+    "a PREDICT file": b"idx\tlabel\tpredict\tcorrect\ttime\n0\t1\t1\t1\t0:00:01\n",
+    "the header with another column": HEADER.replace("time", "time\tnote").encode(),
+    "not UTF-8": b"\xff\xfe\x00i\x00d\x00x\n",
+    "rows, then something that is not a row": (HEADER + "0\t3\t3\t0.5\t1\t0:00:01\nmy notes").encode(),
+    "a row with an impossible value": (HEADER + "0\t3\t3\t-0.5\t1\t0:00:01\n").encode(),
+}
+
+
+@pytest.mark.parametrize("content", FOREIGN.values(), ids=FOREIGN.keys())
+def test_a_file_that_is_not_verifiably_ours_is_refused_and_left_untouched(tmp_path, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    with pytest.raises(ResultsError, match=f"^{path}"):
+        ResultsWriter(path, CERTIFY_COLUMNS, settings={"n": 100})
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no settings record either
+
+
+def test_a_file_that_is_ours_is_completed_without_losing_a_byte(tmp_path):
+    """A header cut short gets the rest of it appended; a row cut short is the only thing ever cut off."""
+    path = tmp_path / "out.tsv"
+    path.write_text(HEADER[:7])
+    with ResultsWriter(path, CERTIFY_COLUMNS) as writer:
+        assert writer.done == set()
+    assert path.read_text() == HEADER
+    path.write_text(HEADER + format_row(row(0), CERTIFY_COLUMNS) + "1\t3\t3\t0.5\t1\t0:00")
+    with ResultsWriter(path, CERTIFY_COLUMNS) as writer:
+        assert writer.done == {0}
+    assert path.read_text() == HEADER + format_row(row(0), CERTIFY_COLUMNS)
+
+
+def test_a_missing_file_refused_for_its_settings_record_is_not_left_behind(tmp_path):
+    path = tmp_path / "out.tsv"
+    Path(settings_path(path)).write_text("my settings")
+    with pytest.raises(ResultsError, match="not a settings record written by rs-plugin"):
+        ResultsWriter(path, CERTIFY_COLUMNS, settings={"n": 100})
+    assert not path.exists() and Path(settings_path(path)).read_text() == "my settings"
+
+
+# A resumed run must have the settings of the rows already there.
+
+SETTINGS = {"sigma": 0.25, "n": 2000, "alpha": 0.001, "target_radius": [0.25, 0.5]}
+
+
+def resumable(path: Path, settings: dict, rows: tuple[int, ...] = (0, 1)) -> None:
+    with ResultsWriter(path, CERTIFY_COLUMNS, settings=settings) as writer:
+        for idx in rows:
+            writer.write(row(idx))
+
+
+def test_settings_are_recorded_next_to_the_file_and_a_resume_with_the_same_ones_continues(tmp_path):
+    path = tmp_path / "out.tsv"
+    resumable(path, SETTINGS)
+    record = json.loads(Path(settings_path(path)).read_text())
+    assert record["settings"] == SETTINGS and settings_path(path) == f"{path}.settings.json"
+    with ResultsWriter(path, CERTIFY_COLUMNS, settings={**SETTINGS, "target_radius": (0.25, 0.5)}) as writer:
+        assert writer.done == {0, 1}
+
+
+def test_resuming_with_other_settings_is_refused_naming_the_difference(tmp_path):
+    path = tmp_path / "out.tsv"
+    resumable(path, SETTINGS)
+    before = path.read_bytes(), Path(settings_path(path)).read_bytes()
+    with pytest.raises(ResultsError) as info:
+        ResultsWriter(path, CERTIFY_COLUMNS, settings={**SETTINGS, "n": 100, "alpha": 0.3})
+    message = str(info.value)
+    assert message.startswith(f"{path}: its 2 rows were made with other settings") and "\n" not in message
+    assert "n 2000 there, 100 here; alpha 0.001 there, 0.3 here" in message
+    assert (path.read_bytes(), Path(settings_path(path)).read_bytes()) == before
+
+
+def test_a_setting_added_later_counts_as_none_where_it_was_not_recorded(tmp_path):
+    path = tmp_path / "out.tsv"
+    resumable(path, SETTINGS)
+    with ResultsWriter(path, CERTIFY_COLUMNS, settings={**SETTINGS, "radius_tolerance": None}) as writer:
+        assert writer.done == {0, 1}
+    with pytest.raises(ResultsError, match=re.escape("radius_tolerance null there, 0.01 here")):
+        ResultsWriter(path, CERTIFY_COLUMNS, settings={**SETTINGS, "radius_tolerance": 0.01})
+
+
+def test_rows_without_a_settings_record_are_not_resumed(tmp_path):
+    path = tmp_path / "sigma_0.25"
+    content = (COHEN / "cifar10/resnet110/noise_0.25/test/sigma_0.25").read_bytes()  # the paper's own log
+    path.write_bytes(content)
+    with pytest.raises(ResultsError, match="its 500 rows have no settings record"):
+        ResultsWriter(path, CERTIFY_COLUMNS, settings=SETTINGS)
+    assert path.read_bytes() == content and not Path(settings_path(path)).exists()
+
+
+def test_without_rows_a_stale_settings_record_is_replaced(tmp_path):
+    path = tmp_path / "out.tsv"
+    resumable(path, SETTINGS, rows=())
+    resumable(path, {**SETTINGS, "n": 100}, rows=(3,))
+    assert json.loads(Path(settings_path(path)).read_text())["settings"]["n"] == 100
+
+
+@dataclass(frozen=True)
+class Task:
+    sigma: float
+    n: int = 100
+    checkpoint: str | None = None
+    batch: int = 1000
+    device: str | None = None
+    data_dir: str | None = None
+    new_option: tuple[float, ...] = (0.5,)
+
+
+def test_task_settings_record_every_field_that_changes_the_rows_and_the_checkpoints_content(tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights")
+    settings = task_settings(Task(0.25, checkpoint=str(checkpoint)))
+    assert settings == {"sigma": 0.25, "n": 100, "checkpoint": str(checkpoint), "new_option": [0.5],
+                        "checkpoint_sha256": hashlib.sha256(b"weights").hexdigest()}  # fmt: skip
+    moved = tmp_path / "moved.pt"
+    checkpoint.rename(moved)
+    assert settings_difference(settings, task_settings(Task(0.25, checkpoint=str(moved)))) == ""
+    moved.write_bytes(b"other weights")
+    assert settings_difference(settings, task_settings(Task(0.25, checkpoint=str(moved)))).startswith(
+        f'checkpoint "{checkpoint}" there, "{moved}" here; checkpoint_sha256 '
+    )
+
+
+# analyze trusts no row: impossible ones are refused with file:line.
+
+
+@pytest.mark.parametrize(
+    ("line", "where", "what"),
+    [
+        ("0\t3\t3\t0.5\t1\t1.0", ":3:", "idx 0 is already on line 2"),
+        ("1\t3\t5\t0.5\t1\t1.0", ":3:", "correct is 1 but predict 5 and label 3 differ"),
+        ("1\t3\t3\t0.5\t0\t1.0", ":3:", "correct is 0 but predict 3 and label 3 agree"),
+        ("1\t3\t3\tinf\t1\t1.0", ":3:", "radius must be finite and >= 0, got inf"),
+        ("1\t3\t3\t-0.1\t1\t1.0", ":3:", "radius must be finite and >= 0, got -0.1"),
+        ("1\t3\t3\tnan\t1\t1.0", ":3:", "radius must be finite and >= 0, got nan"),
+        ("1\t3\t-1\t0.5\t0\t1.0", ":3:", "an abstention"),
+        ("1\t-3\t-1\t0.0\t0\t1.0", ":3:", "idx and label must be >= 0"),
+    ],
+)
+def test_impossible_rows_are_reported_with_file_and_line(tmp_path, line, where, what):
+    path = tmp_path / "bad.tsv"
+    path.write_text(HEADER + "0\t3\t3\t0.5\t1\t1.0\n" + line + "\n")
+    with pytest.raises(ResultsError, match=re.escape(what)) as info:
+        read_results(path)
+    assert str(info.value).startswith(f"{path}{where}")
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    path = tmp_path / "latin1.tsv"
+    path.write_bytes(HEADER.encode() + "0\t3\t3\t0.5\t1\t1.0 café\n".encode("latin-1"))
+    with pytest.raises(ResultsError, match=r"latin1.tsv:2: not UTF-8 text") as info:
+        read_results(path)
+    assert str(info.value).startswith(str(path))
+
+
+# Records (JSON Lines) resume like results files.
+
+
+def test_records_are_resumed_and_a_half_written_record_cut_off(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    with RecordsWriter(path, {"n": 100}) as writer:
+        writer.write({"index": 4, "radius": 0.5})
+        writer.write({"index": 1, "attacks": {"1.5": [1, 2]}})
+    complete = path.read_bytes()
+    path.write_bytes(complete + b'{"index": 7, "rad')
+    with RecordsWriter(path, {"n": 100}) as writer:
+        assert writer.done == {1, 4}
+        assert writer.records[1] == {"index": 1, "attacks": {"1.5": [1, 2]}}
+        assert path.read_bytes() == complete
+    with pytest.raises(ResultsError, match=r"its 2 rows were made with other settings \(n 100 there, 5 here\)"):
+        RecordsWriter(path, {"n": 5})
+    assert path.read_bytes() == complete
+
+
+@pytest.mark.parametrize("content", [b"my notes", b'{"index": 1}\n', b"\x00\x01", HEADER.encode()])
+def test_a_file_that_is_not_a_records_file_is_refused_untouched(tmp_path, content):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ResultsError, match="not a records file written by rs-plugin"):
+        RecordsWriter(path, {"n": 100})
+    assert path.read_bytes() == content
+
+
+def test_a_records_file_without_records_takes_the_new_settings(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    RecordsWriter(path, {"n": 100}).close()
+    with RecordsWriter(path, {"n": 5}) as writer:
+        writer.write({"index": 0})
+    assert [json.loads(line) for line in path.read_text().splitlines()][1:] == [{"index": 0}]
+    assert json.loads(path.read_text().splitlines()[0])["settings"] == {"n": 5}
