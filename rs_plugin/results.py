@@ -200,9 +200,13 @@ def read_results(path: str | os.PathLike) -> Results:
 
 SETTINGS_SUFFIX = ".settings.json"
 _SETTINGS_FORMAT = "rs-plugin run settings"
-UNRECORDED = frozenset({"batch", "device", "data_dir"})
+UNRECORDED = frozenset({"batch", "device", "data_dir", "report"})
 """Fields of a task that do not change what its rows mean (how many inputs per forward pass, where it runs,
-where the dataset is read from); every other field is recorded and must match to resume."""
+where the dataset is read from, what is reported at start); every other field is recorded and must match to
+resume."""
+
+MODEL_FILES = ("checkpoint", "denoiser")
+"""Fields of a task that name model files (one path, or several): they are recorded with their SHA-256."""
 
 
 def settings_path(path: str | os.PathLike) -> str:
@@ -221,14 +225,21 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def task_settings(task: Any) -> dict[str, Any]:
     """The settings of a dataclass task that its rows depend on, as plain JSON values: every field but
-    :data:`UNRECORDED` (so that a field added later is recorded too), and the SHA-256 of its ``checkpoint``
-    file (a checkpoint is identified by its content: it may move)."""
+    :data:`UNRECORDED` (so that a field added later is recorded too), and the SHA-256 of each model file of
+    :data:`MODEL_FILES` (a checkpoint is identified by its content: it may move; a denoiser given by a plugin
+    name is recorded by name)."""
     settings = {
         field.name: getattr(task, field.name) for field in dataclasses.fields(task) if field.name not in UNRECORDED
     }
-    if settings.get("checkpoint") is not None:
-        settings["checkpoint"] = os.fspath(settings["checkpoint"])
-        settings["checkpoint_sha256"] = file_sha256(settings["checkpoint"])
+    for name in MODEL_FILES:
+        value = settings.get(name)
+        if value is None:
+            continue
+        paths = [os.fspath(p) for p in ([value] if isinstance(value, (str, os.PathLike)) else value)]
+        if all(os.path.isfile(p) for p in paths):
+            settings[name] = paths[0] if len(paths) == 1 else paths
+            digests = [file_sha256(p) for p in paths]
+            settings[f"{name}_sha256"] = digests[0] if len(digests) == 1 else digests
     return _plain(settings)
 
 
