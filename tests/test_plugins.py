@@ -61,7 +61,7 @@ USE_IT = '''
 import numpy as np
 from rs_plugin import SmoothedClassifier
 import thirdparty_rs
-g = SmoothedClassifier(thirdparty_rs.Constant(2), 3, 0.5, noise="triangular", seed=0)
+g = SmoothedClassifier(thirdparty_rs.Constant(2), 3, 0.5, noise="triangular", seed=0, batch_size=1000)
 cert = g.certify(np.zeros(4), 10, 100, 0.01)
 print(cert.prediction, cert.radius, sum(thirdparty_rs.USED))
 '''
