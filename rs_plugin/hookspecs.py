@@ -44,3 +44,9 @@ def rs_plugin_add_noises() -> Mapping[str, Callable[[float], Noise]]:
 def rs_plugin_add_executors() -> Mapping[str, Callable[..., Executor]]:
     """Return executors by name; each maps its options (``workers``, ``address``) to an
     :class:`~rs_plugin.executors.Executor` that runs per-example tasks."""
+
+
+@hookspec
+def rs_plugin_add_trainers() -> Mapping[str, Callable[..., Any]]:
+    """Return training methods by name; each maps ``(sigma, *, noise="gaussian", **options)`` to a trainer (see
+    :class:`rs_plugin.adapters.trainers.Trainer`: a loss per batch, hyperparameters in a config dataclass)."""
