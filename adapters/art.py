@@ -494,15 +494,37 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         loss = -logits[np.arange(len(x)), labels] if self.loss == "cross_entropy" else _dlr(logits, labels)[0]
         return loss if reduction == "none" else getattr(np, reduction)(loss)
 
-    def fit(self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 10, **kwargs: Any) -> None:
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int = 128, nb_epochs: int = 10, method: str = "gaussian",
+        method_options: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> None:
         """Train ``f`` with noise augmentation, the noise added to raw inputs (before ``f``'s preprocessing) as
         in :meth:`predict` and :meth:`certify`. A neural network trains ``nb_epochs`` epochs, each on a fresh
         noisy copy of ``x``; another classifier (refitted from scratch by each ``fit``) fits once on ``nb_epochs``
-        noisy copies. Other keyword arguments go to ``f.fit``. An unfitted ``f`` is usable afterwards."""
+        noisy copies. Other keyword arguments go to ``f.fit``. An unfitted ``f`` is usable afterwards.
+
+        Any other ``method`` of :func:`rs_plugin.plugins.trainers` (``smoothadv``, ``consistency``, ``macer``,
+        ``smoothmix``, ...; hyperparameters in ``method_options``) trains a ``PyTorchClassifier``'s model with its
+        own optimizer in rs-plugin's training loop, at this estimator's noise and a seed drawn from its own."""
         x, y = self._inputs(x, fitting=True), np.asarray(y)
         nb_epochs = positive_int("nb_epochs", nb_epochs)
         if len(y) != len(x):
             raise ValueError(f"y has {len(y)} labels for {len(x)} inputs")
+        if method != "gaussian":
+            from rs_plugin.plugins import make_trainer
+
+            from .trainers import TrainConfig, fit
+
+            model = torch_model(self.classifier)
+            if model is None or self.classifier.optimizer is None:
+                raise ValueError(f"method: {method!r} trains a PyTorchClassifier with an optimizer (and its "
+                                 "preprocessing in torch); use method='gaussian' for this classifier")
+            trainer = make_trainer(method, self.sigma, noise=self.noise, **(method_options or {}))
+            device = module_device(model)
+            data = (torch.from_numpy(x).to(device), torch.from_numpy(self._labels(y, len(x))).to(device))
+            config = TrainConfig(nb_epochs, positive_int("batch_size", batch_size), seed=self._next_seed())
+            fit(trainer, model, data, config, optimizer=self.classifier.optimizer)
+            return
         stream = NumpyStream(self._noise, self._next_seed())
 
         def noisy(copies: int) -> np.ndarray:

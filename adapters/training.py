@@ -8,13 +8,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from rs_plugin.plugins import make_noise
+from rs_plugin.plugins import make_trainer
 from rs_plugin.seeding import stream_seed
 
 from .models import digits_cnn
-from .torch import TorchStream, noisy_batches
+from .trainers import TrainConfig, fit
 
 CACHE_ENV = "RS_PLUGIN_CACHE"
 
@@ -32,35 +31,18 @@ def train_with_noise(
     seed: int = 0,
     progress: bool = False,
 ) -> nn.Module:
-    """Train ``model`` on ``(x, y)`` with Adam on noisy copies of the inputs (Cohen et al.'s recipe): every input of
-    every batch gets fresh ``noise`` of standard deviation ``sigma`` from the torch noisy-evaluation loop
-    (``sigma=0`` trains on clean data). The noise is added to the raw input, before the model's own normalisation
-    layer. The noise, the order of the examples and any randomness inside the model (dropout) come from streams of
-    ``seed`` (torch's global generator is left as it was), so training is deterministic for a given ``seed`` and
-    initial model on CPU. Returns ``model`` in eval mode.
+    """Train ``model`` on ``(x, y)`` with Adam on noisy copies of the inputs (Cohen et al.'s recipe, the ``gaussian``
+    method of :mod:`rs_plugin.adapters.trainers`): every input of every batch gets fresh ``noise`` of standard
+    deviation ``sigma`` from the torch noisy-evaluation loop (``sigma=0`` trains on clean data, the ``standard``
+    method). The noise is added to the raw input, before the model's own normalisation layer. The noise, the order
+    of the examples and any randomness inside the model (dropout) come from streams of ``seed`` (torch's global
+    generator is left as it was), so training is deterministic for a given ``seed`` and initial model on CPU.
+    Returns ``model`` in eval mode.
     """
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    device = next(model.parameters()).device
-    x, y = x.to(device), y.to(device)
-    stream = TorchStream(make_noise(noise, sigma), stream_seed(seed, "train"), device) if sigma > 0 else None
-    shuffle = torch.Generator(device=device).manual_seed(stream_seed(seed, "shuffle"))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(stream_seed(seed, "model"))
-        for _ in tqdm(range(epochs), desc=f"train {noise} sigma={sigma}", disable=not progress, unit="epoch"):
-            order = torch.randperm(len(x), generator=shuffle, device=device)
-            for start in range(0, len(x), batch_size):
-                batch = order[start : start + batch_size]
-                inputs = x[batch]
-                if stream is not None:
-                    inputs, _ = next(noisy_batches(inputs, [1] * len(inputs), stream, len(inputs), differentiable=True))
-                loss = nn.functional.cross_entropy(model(inputs), y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-    return model.eval()
+    trainer = make_trainer("gaussian", sigma, noise=noise) if sigma > 0 else make_trainer("standard")
+    return fit(trainer, model, (x, y), TrainConfig(epochs, batch_size, lr, seed), progress=progress)
 
 
 def cache_dir() -> Path:

@@ -1,4 +1,4 @@
-"""The ``rs-plugin`` command: ``certify``, ``predict``, ``analyze`` and ``plugins``.
+"""The ``rs-plugin`` command: ``certify``, ``predict``, ``analyze``, ``train`` and ``plugins``.
 
 User mistakes (missing files, malformed results, unknown names, bad numbers) end with a one-line
 message on stderr and exit status 1 (2 for command-line syntax), never a traceback; warnings are one line each.
@@ -76,6 +76,33 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
                       help="hide the progress bar and the start-up report (batch size, precision agreement)")
 
 
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data and model")
+    data.add_argument("--dataset", default="digits", help="digits (built in), cifar10 or imagenet (default: digits)")
+    data.add_argument("--data-dir", help="folder holding cifar10 (cifar-10-batches-py) or imagenet (train/)")
+    data.add_argument("--arch", help="architecture (default: digits_cnn, cifar_resnet110 or resnet50; a denoiser: "
+                                     "dncnn_DATASET)")
+    data.add_argument("--classifier", metavar="FILE",
+                      help="denoiser: the frozen classifier, a checkpoint in the paper's format")
+    method = parser.add_argument_group("method")
+    method.add_argument("--method", required=True,
+                        help="standard, gaussian, smoothadv, consistency, macer, smoothmix, denoiser or a plugin's")
+    method.add_argument("--sigma", type=float, help="training noise level (standard deviation); not for standard")
+    method.add_argument("--noise", default="gaussian", help="training noise family (default: gaussian)")
+    method.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a hyperparameter of the method (e.g. lbd=5 for consistency); repeatable")
+    method.add_argument("--objective", choices=("stability", "mse"), help="denoiser: the training objective")
+    run = parser.add_argument_group("optimisation")
+    run.add_argument("--epochs", type=_positive_int, default=30, help="passes over the training set (default: 30)")
+    run.add_argument("--batch", type=_positive_int, default=64, help="inputs per step (default: 64)")
+    run.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default: 0.001)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the initial weights and every random stream")
+    run.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    run.add_argument("--out", required=True, metavar="FILE",
+                     help="checkpoint, written after every epoch; rerunning with the same FILE resumes")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rs-plugin", description="Certified robustness by randomized smoothing (Cohen et al. 2019)."
@@ -104,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="report the appendix-D lower bound on true certified accuracy instead")
     analyze.add_argument("--alpha", type=float, default=0.001, help="--high-prob: CERTIFY's alpha (default: 0.001)")
     analyze.add_argument("--rho", type=float, default=0.001, help="--high-prob: the bound's failure probability")
+
+    train = commands.add_parser("train", help="train a base classifier (or a denoiser) for smoothing; resumable")
+    _add_train_arguments(train)
 
     commands.add_parser("plugins", help="list the plugins found and what each provides")
     return parser
@@ -170,6 +200,32 @@ def _analyze(args: argparse.Namespace) -> None:
         )
 
 
+def _train(args: argparse.Namespace) -> None:
+    from .extras import require
+
+    options = {}
+    for item in args.option:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"option: expected NAME=VALUE, got {item!r}")
+        options[name] = value
+    if args.objective is not None:
+        options["objective"] = args.objective
+    require("torch", "torch", "rs-plugin train")
+    from .adapters.trainers import TrainConfig
+    from .adapters.trainers.run import train_dataset
+
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed)
+    checkpoint = train_dataset(
+        args.dataset, args.method, args.sigma, args.out, noise=args.noise, options=options, data_dir=args.data_dir,
+        arch=args.arch, classifier=args.classifier, config=config, device=args.device,
+        progress=not args.no_progress,
+    )
+    last = checkpoint["history"][-1]
+    print(f"{args.out}: {checkpoint['method']}, {checkpoint['arch']}, epoch {checkpoint['epoch']}/{args.epochs}: "
+          f"loss {last['loss']:.4f}, accuracy under noise {last['accuracy']:.3f}")
+
+
 def _plugins() -> None:
     from .plugins import describe_plugins, get_plugin_manager
 
@@ -205,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _run(args)
             elif args.command == "analyze":
                 _analyze(args)
+            elif args.command == "train":
+                _train(args)
             else:
                 _plugins()
     except KeyboardInterrupt:

@@ -52,3 +52,9 @@ def rs_plugin_add_denoisers() -> Mapping[str, Callable[[float, str | None], Any]
     with Gaussian noise of standard deviation ``sigma`` to the denoised batch of the same shape (see
     :mod:`rs_plugin.adapters.plugin_denoisers`). ``source`` is what follows ``NAME:`` in ``--denoiser NAME:SOURCE``
     (e.g. a weights file), or ``None``."""
+
+
+@hookspec
+def rs_plugin_add_trainers() -> Mapping[str, Callable[..., Any]]:
+    """Return training methods by name; each maps ``(sigma, *, noise="gaussian", **options)`` to a trainer (see
+    :class:`rs_plugin.adapters.trainers.Trainer`: a loss per batch, hyperparameters in a config dataclass)."""

@@ -78,6 +78,11 @@ def make_denoiser(spec: str, sigma: float) -> Any:
     return known[DEFAULT_DENOISER](sigma, spec)
 
 
+def trainers() -> dict[str, Callable[..., Any]]:
+    """Every training method provided by a plugin, by name."""
+    return _merged(get_plugin_manager().hook.rs_plugin_add_trainers())
+
+
 def make_noise(name: str, sigma: float) -> Any:
     """The noise family ``name`` at ``sigma``; ``ValueError`` listing the known families otherwise."""
     families = noise_families()
@@ -107,6 +112,15 @@ def make_executor(name: str, **options: Any) -> Any:
     if name not in known:
         raise ValueError(f"executor: unknown executor {name!r}; known executors: {', '.join(sorted(known))}")
     return known[name](**options)
+
+
+def make_trainer(name: str, sigma: float | None = None, **options: Any) -> Any:
+    """The training method ``name`` at noise level ``sigma`` with ``options`` (``noise=`` and its hyperparameters);
+    ``ValueError`` listing the known methods otherwise."""
+    known = trainers()
+    if name not in known:
+        raise ValueError(f"method: unknown method {name!r}; known methods: {', '.join(sorted(known)) or 'none'}")
+    return known[name](sigma, **options)
 
 
 def describe_plugins() -> list[tuple[str, str, list[str]]]:
