@@ -81,16 +81,14 @@ def digits_denoiser(
     classifier: nn.Module, sigma: float, *, epochs: int = 60, seed: int = 0, progress: bool = False
 ) -> nn.Module:
     """A ``dncnn_digits`` denoiser (initialised from ``seed``) trained for ``classifier`` at ``sigma`` on the
-    digits training split with the stability objective: by the ``denoiser`` trainer plugin when
-    ``rs_plugin.plugins`` offers one, else by :func:`train_denoiser`.
+    digits training split with the stability objective by :func:`train_denoiser`.
 
-    Cached like :func:`~rs_plugin.adapters.training.digits_model`, per classifier weights, sigma, epochs, seed
-    and trainer, as a checkpoint in the paper's format (``rs-plugin certify --denoiser FILE`` reads it).
+    Cached like :func:`~rs_plugin.adapters.training.digits_model`, per classifier weights, sigma, epochs and seed,
+    as a checkpoint in the paper's format (``rs-plugin certify --denoiser FILE`` reads it).
     """
     from .datasets import digits_arrays
 
-    trainer = plugins.trainers().get("denoiser") if hasattr(plugins, "trainers") else None
-    weights = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/{trainer is None}/v1".encode())
+    weights = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/True/v1".encode())
     for tensor in classifier.state_dict().values():
         weights.update(tensor.detach().cpu().numpy().tobytes())
     path = cache_dir() / f"dncnn_digits-sigma{sigma:g}-{weights.hexdigest()[:16]}.pt"
@@ -100,11 +98,7 @@ def digits_denoiser(
         torch.manual_seed(stream_seed(seed, "init"))
         denoiser = get_architecture("dncnn_digits")
     x = torch.from_numpy(digits_arrays("train")[0])
-    if trainer is not None:  # the trainer plugin of `rs-plugin train --method denoiser`
-        trainer(denoiser, classifier=classifier, x=x, sigma=sigma, objective="stability", epochs=epochs, seed=seed,
-                progress=progress)
-    else:
-        train_denoiser(denoiser, classifier, x, sigma, epochs=epochs, seed=seed, progress=progress)
+    train_denoiser(denoiser, classifier, x, sigma, epochs=epochs, seed=seed, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     save_checkpoint(denoiser, "dncnn_digits", partial)
