@@ -35,8 +35,8 @@ from rs_plugin.seeding import stream_seed  # noqa: E402
 
 METHODS = ("standard", "gaussian", "smoothadv", "consistency", "macer", "smoothmix", "denoiser")
 FAST = {  # hyperparameters for seconds-long tests; warm-ups off so that the objective stays fixed
-    "smoothadv": {"warmup": 1, "steps": 1},
-    "smoothmix": {"warmup": 1, "steps": 2},
+    "smoothadv": {"warmup": 1, "m": 2},
+    "smoothmix": {"warmup": 1},
     "macer": {"k": 4},
 }
 

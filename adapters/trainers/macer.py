@@ -19,23 +19,21 @@ _TINY = 1e-10  # the paper's floor under the smoothed probability before its log
 @dataclasses.dataclass(frozen=True)
 class MacerConfig:
     """``k`` Gaussian samples per input, ``beta`` the inverse temperature of the soft radius, ``gamma`` the hinge's
-    margin, ``lbd`` (lambda) the weight of the robustness term, switched on after ``deferred`` epochs of the
-    classification term alone. The MNIST setting of Jeong et al.'s reproduction (beta 16, gamma 8, lambda 16) with
-    half its samples (k 8 instead of 16) suits digits."""
+    margin, ``lbd`` (lambda) the weight of the robustness term. Scaled for digits from the MNIST setting of
+    Jeong et al.'s reproduction (k 16, beta 16, gamma 8, lambda 16): half the samples, and beta 4 and gamma 4
+    (with beta 16 and gamma 8 the hinge cost digits a fifth of their clean accuracy and gave no ACR over Gaussian
+    augmentation at sigma 0.5)."""
 
     k: int = 8
-    beta: float = 16.0
-    gamma: float = 8.0
+    beta: float = 4.0
+    gamma: float = 4.0
     lbd: float = 16.0
-    deferred: int = 0
 
     def __post_init__(self) -> None:
         positive_int("k", self.k)
         positive_number("beta", self.beta)
         positive_number("gamma", self.gamma)
         non_negative("lbd", self.lbd)
-        if isinstance(self.deferred, bool) or not isinstance(self.deferred, int) or self.deferred < 0:
-            raise ValueError(f"deferred must be an int >= 0, got {self.deferred!r}")
 
 
 def soft_radius_gap(logits: torch.Tensor, y: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,5 +69,4 @@ class Macer(Trainer):
         classification = F.nll_loss((smoothed + _TINY).log(), y)
         xi, counted = soft_radius_gap(logits, y, c.beta)
         hinge = torch.where(counted, (c.gamma - xi).clamp_min(0), torch.zeros_like(xi))
-        lbd = c.lbd if step.epoch >= c.deferred else 0.0
-        return classification + lbd * step.sigma / 2 * hinge.mean(), logits
+        return classification + c.lbd * step.sigma / 2 * hinge.mean(), logits

@@ -19,11 +19,12 @@ from .loop import Step, Trainer, positive_number
 class SmoothAdvConfig:
     """``eps`` the attack's l2 radius, ``steps`` its PGD steps (T), ``m`` the noise samples per input (m_train),
     ``warmup`` the epochs over which ``eps`` grows linearly from ``eps / warmup`` to ``eps``. Scaled for digits from
-    the paper's CIFAR-10 grid (eps up to 2, T up to 10, m up to 8, a 10-epoch warm-up)."""
+    the paper's CIFAR-10 grid (eps 0.25 to 2, T 1 to 10, m 1 to 8, a 10-epoch warm-up): one step on four noise
+    samples did best on digits at sigma 0.5 among (T, m) = (2, 2), (1, 4), (1, 8) for its cost."""
 
     eps: float = 0.5
-    steps: int = 2
-    m: int = 2
+    steps: int = 1
+    m: int = 4
     warmup: int = 10
 
     def __post_init__(self) -> None:
