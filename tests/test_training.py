@@ -529,3 +529,26 @@ def test_art_fit_trains_with_any_method(digits):
 
 
 # --- the done-when criterion ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_robust_methods_certify_more_than_gaussian_augmentation_from_their_cli_checkpoints(tmp_path):
+    """Issue 13's criterion at a tenth of its samples: each method trained by `rs-plugin train` with its defaults on
+    digits at sigma 0.5, certified from the checkpoint by `rs-plugin certify` (n = 1,000, all 360 test digits).
+
+    `benchmarks/methods.py` measures the criterion itself at n = 10,000 (README: best 1.115, worst 1.043 of
+    Gaussian's ACR); with n = 1,000 every radius shrinks, so the bar here is 0.95 for each method and 1.05 for
+    the best. Training is deterministic on CPU, so on one torch build this test gives one answer.
+    """
+    from rs_plugin.results import read_results
+
+    acr = {}
+    for method in ("gaussian", "smoothadv", "consistency", "macer", "smoothmix"):
+        checkpoint, results = tmp_path / f"{method}.pt", tmp_path / f"{method}.tsv"
+        assert main(["train", "--method", method, "--sigma", "0.5", "--no-progress", "--out", str(checkpoint)]) == 0
+        assert main(["certify", "--checkpoint", str(checkpoint), "--sigma", "0.5", "--n", "1000", "--no-progress",
+                     "--out", str(results)]) == 0
+        rows = read_results(results)
+        acr[method] = float(((rows["correct"] == 1) * rows["radius"]).mean())
+    ratios = {method: acr[method] / acr["gaussian"] for method in acr if method != "gaussian"}
+    assert min(ratios.values()) >= 0.95 and max(ratios.values()) >= 1.05, (acr, ratios)
