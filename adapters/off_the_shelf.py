@@ -2,8 +2,7 @@
 Gaussian-trained network, and an ensemble of Gaussian-trained networks, certified side by side.
 
 The experiment behind ``benchmarks/denoised_smoothing.py`` and its test: the denoiser is trained with Salman et
-al.'s stability objective by the ``denoiser`` trainer plugin when one is installed, else by
-:func:`train_denoiser`.
+al.'s stability objective by the ``denoiser`` trainer plugin, in the loop every training method shares.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from rs_plugin import plugins
 from rs_plugin.core import SmoothedClassifier
@@ -26,69 +24,25 @@ from rs_plugin.seeding import stream_seed
 
 from .denoise import Denoised, Ensemble
 from .models import get_architecture, load_checkpoint, save_checkpoint
-from .torch import TorchStream, eval_mode, noisy_batches
+from .trainers import TrainConfig, fit
 from .training import cache_dir, digits_model
 
 UNDEFENDED, DENOISED, ENSEMBLE = "undefended", "undefended + denoiser", "ensemble"
-
-
-def train_denoiser(
-    denoiser: nn.Module,
-    classifier: nn.Module,
-    x: torch.Tensor,
-    sigma: float,
-    *,
-    epochs: int = 60,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-) -> nn.Module:
-    """Train ``denoiser`` for the frozen ``classifier`` with the stability objective of Salman et al. (2020): the
-    cross-entropy of ``classifier(denoiser(x + noise))`` against the class ``classifier`` gives the clean ``x``,
-    with Adam and Gaussian noise of standard deviation ``sigma`` from the torch noisy-evaluation loop (streams of
-    ``seed``). The classifier's parameters and modes are left as they were. Returns ``denoiser`` in eval mode.
-    """
-    device = next(denoiser.parameters()).device
-    x = x.to(device)
-    stream = TorchStream(plugins.make_noise("gaussian", sigma), stream_seed(seed, "train-denoiser"), device)
-    shuffle = torch.Generator(device=device).manual_seed(stream_seed(seed, "shuffle"))
-    optimizer = torch.optim.Adam(denoiser.parameters(), lr=lr)
-    frozen = [(p, p.requires_grad) for p in classifier.parameters()]
-    denoiser.train()
-    try:
-        for p, _ in frozen:
-            p.requires_grad_(False)
-        with eval_mode(classifier):
-            with torch.no_grad():
-                targets = torch.cat([classifier(x[s : s + 1000]).argmax(1) for s in range(0, len(x), 1000)])
-            for _ in tqdm(range(epochs), desc=f"train denoiser sigma={sigma}", disable=not progress, unit="epoch"):
-                order = torch.randperm(len(x), generator=shuffle, device=device)
-                for start in range(0, len(x), batch_size):
-                    batch = order[start : start + batch_size]
-                    noisy, _ = next(noisy_batches(x[batch], [1] * len(batch), stream, len(batch), differentiable=True))
-                    loss = nn.functional.cross_entropy(classifier(denoiser(noisy)), targets[batch])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-    finally:
-        for p, requires_grad in frozen:
-            p.requires_grad_(requires_grad)
-    return denoiser.eval()
 
 
 def digits_denoiser(
     classifier: nn.Module, sigma: float, *, epochs: int = 60, seed: int = 0, progress: bool = False
 ) -> nn.Module:
     """A ``dncnn_digits`` denoiser (initialised from ``seed``) trained for ``classifier`` at ``sigma`` on the
-    digits training split with the stability objective by :func:`train_denoiser`.
+    digits training split with the ``denoiser`` trainer (Salman et al.'s stability objective; Adam, batch 64, streams
+    of ``seed``), the classifier left as it was.
 
     Cached like :func:`~rs_plugin.adapters.training.digits_model`, per classifier weights, sigma, epochs and seed,
     as a checkpoint in the paper's format (``rs-plugin certify --denoiser FILE`` reads it).
     """
     from .datasets import digits_arrays
 
-    weights = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/True/v1".encode())
+    weights = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/True/v2".encode())
     for tensor in classifier.state_dict().values():
         weights.update(tensor.detach().cpu().numpy().tobytes())
     path = cache_dir() / f"dncnn_digits-sigma{sigma:g}-{weights.hexdigest()[:16]}.pt"
@@ -97,8 +51,9 @@ def digits_denoiser(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream_seed(seed, "init"))
         denoiser = get_architecture("dncnn_digits")
-    x = torch.from_numpy(digits_arrays("train")[0])
-    train_denoiser(denoiser, classifier, x, sigma, epochs=epochs, seed=seed, progress=progress)
+    data = tuple(torch.from_numpy(a) for a in digits_arrays("train"))
+    trainer = plugins.make_trainer("denoiser", sigma, classifier=classifier)
+    fit(trainer, denoiser, data, TrainConfig(epochs=epochs, seed=seed), progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.tmp")
     save_checkpoint(denoiser, "dncnn_digits", partial)
