@@ -74,8 +74,10 @@ class TorchStream:
     yields do not depend on how they are asked for: results do not depend on the batch size.
     """
 
-    BLOCK: ClassVar[dict[str, int]] = {"cpu": 4096, "cuda": 1 << 20}
-    """Values per sampler call, per device type (a multiple of 16, the width of torch's CPU normal sampler)."""
+    BLOCK: ClassVar[dict[str, int]] = {"cpu": 16, "cuda": 1 << 20}
+    """Values per sampler call, per device type. On CPU, 16 (the width of torch's CPU normal sampler): its samplers
+    draw the same values whether asked for one block at a time or all at once, so a small block only saves the
+    draws a short fill (an input's few noisy copies) would discard."""
 
     def __init__(self, noise: Noise, seed: int | None, device: Any = "cpu") -> None:
         self.noise = noise

@@ -38,6 +38,22 @@ def test_each_examples_noise_does_not_depend_on_batch_size_or_packing() -> None:
     assert (alone - xs[1]).std() > 0.3  # noise of std 0.5 was added
 
 
+@pytest.mark.parametrize("family", ["gaussian", "laplace", "uniform"])
+def test_a_torch_stream_yields_one_draw_of_its_generator_however_it_is_asked(family: str) -> None:
+    """A CPU stream's values are those of one sampler call for everything, whatever the sizes of the fills: the
+    stream (and every certificate) is independent of batch sizes, and of the sampler's block size."""
+    torch = pytest.importorskip("torch")
+    from rs_plugin.adapters.torch import DEVICE_SAMPLERS, TorchStream
+    from rs_plugin.plugins import make_noise
+
+    noise, sizes = make_noise(family, 0.5), [1, 3, 16, 17, 100, 4095, 4097, 64, 5000, 2]
+    stream = TorchStream(noise, 7)
+    pieces = torch.cat([stream.fill(torch.empty(size)) for size in sizes])
+    whole = torch.empty(-(-sum(sizes) // 16) * 16)
+    DEVICE_SAMPLERS[type(noise)](noise, whole, torch.Generator().manual_seed(7))
+    assert torch.equal(pieces, whole[: sum(sizes)])
+
+
 class NumpyOnly(Noise):
     """A plugin noise that knows only numpy: a Gaussian drawn by its own code."""
 
