@@ -150,11 +150,13 @@ def noisy_batches(
         size = sum(count for _, count in segments)
         noise = torch.empty((size, *shape), dtype=xs.dtype, device=xs.device) if differentiable else buffer[:size]
         start = 0
-        for example, count in segments:
-            part = streams[example].fill(noise[start : start + count])
-            if not differentiable:
-                part.add_(xs[example])
-            start += count
+        for stream, group in itertools.groupby(segments, key=lambda segment: streams[segment[0]]):
+            shared = list(group)  # consecutive examples sharing one stream: one fill for all of them
+            stream.fill(noise[start : start + sum(count for _, count in shared)])
+            for example, count in shared:
+                if not differentiable:
+                    noise[start : start + count].add_(xs[example])
+                start += count
         owner = torch.as_tensor(owners(segments), device=xs.device)
         yield (xs[owner] + noise if differentiable else noise), owner
 
