@@ -538,7 +538,8 @@ def test_robust_methods_certify_more_than_gaussian_augmentation_from_their_cli_c
 
     `benchmarks/methods.py` measures the criterion itself at n = 10,000 (README: best 1.115, worst 1.043 of
     Gaussian's ACR); with n = 1,000 every radius shrinks, so the bar here is 0.95 for each method and 1.05 for
-    the best. Training is deterministic on CPU, so on one torch build this test gives one answer.
+    the best (measured here: 1.052 for the lowest, consistency, and 1.123 for smoothadv). Training is deterministic
+    on CPU, so on one torch build this test gives one answer.
     """
     from rs_plugin.results import read_results
 
