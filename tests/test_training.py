@@ -505,6 +505,38 @@ def test_cli_trains_a_denoiser_for_a_frozen_classifier(tmp_path, capsys):
                                                                                          "mse")
 
 
+def test_cli_trains_cifar10_from_a_local_folder_and_certifies_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """The DataLoader path of `rs-plugin train`: CIFAR-10 read from --data-dir (a fake one, 10 random images in
+    torchvision's on-disk format), a ResNet trained one epoch, its checkpoint certified by `rs-plugin certify`."""
+    import pickle
+
+    import numpy as np
+
+    from rs_plugin.results import read_results
+
+    pytest.importorskip("torchvision")
+    import torchvision.datasets.cifar
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (2, 3 * 32 * 32), dtype=np.uint8), "labels": [0, 1]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
+    out, results = tmp_path / "resnet.pt", tmp_path / "resnet.tsv"
+    assert main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"), "--arch", "cifar_resnet20",
+                 "--method", "gaussian", "--sigma", "0.25", "--epochs", "1", "--batch", "4", "--no-progress",
+                 "--out", str(out)]) == 0
+    saved = read_checkpoint(out)
+    assert (saved["arch"], saved["epoch"], saved["settings"]["dataset"]) == ("cifar_resnet20", 1, "cifar10")
+    assert main(["certify", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"), "--checkpoint", str(out),
+                 "--sigma", "0.25", "--n0", "4", "--n", "8", "--alpha", "0.1", "--no-progress",
+                 "--out", str(results)]) == 0
+    assert read_results(results)["idx"].tolist() == [0, 1]
+
+
 # --- ART ----------------------------------------------------------------------------------------------------------
 
 
