@@ -26,6 +26,20 @@ def probability(name: str, value: Any) -> float:
     return float(value)
 
 
+def positive_number(name: str, value: Any) -> float:
+    """``value`` as a float; ``ValueError`` unless it is a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def non_negative(name: str, value: Any) -> float:
+    """``value`` as a float; ``ValueError`` unless it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def radii(name: str, value: float | Sequence[float]) -> list[float]:
     """``value`` (one radius or a sequence of them) as a list of floats; ``ValueError`` unless it holds at least
     one radius and every one is a finite number >= 0."""

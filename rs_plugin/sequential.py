@@ -27,7 +27,6 @@ bound at ``n`` is slightly looser than Clopper-Pearson's; Bonferroni's table mat
 from __future__ import annotations
 
 import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 
@@ -35,6 +34,7 @@ from scipy.optimize import brentq
 from scipy.special import betaln
 
 from .bounds import lower_confidence_bound, upper_confidence_bound
+from .checks import positive_number
 
 SEQUENCES = ("betting", "bonferroni")
 FIRST_CHECKPOINT = 100
@@ -156,9 +156,7 @@ def make_sequence(name: str, alpha: float, n: int) -> ConfidenceSequence:
 
 def tolerance(value: float) -> float:
     """``value`` as a float; ``ValueError`` unless it is a finite radius tolerance > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"radius_tolerance must be a finite number > 0, got {value!r}")
-    return float(value)
+    return positive_number("radius_tolerance", value)
 
 
 def estimate(

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rs_plugin.checks import positive_int
+from rs_plugin.checks import non_negative, positive_int
 
-from .loop import Step, Trainer, non_negative
+from .loop import Step, Trainer
 
 
 @dataclasses.dataclass(frozen=True)

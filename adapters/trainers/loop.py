@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rs_plugin.checks import positive_int
+from rs_plugin.checks import positive_int, positive_number
 from rs_plugin.checks import seed as check_seed
 from rs_plugin.noises import Noise
 from rs_plugin.plugins import make_noise
@@ -50,20 +50,6 @@ class TrainConfig:
         positive_int("batch_size", self.batch_size)
         positive_number("lr", self.lr)
         check_seed("seed", self.seed)
-
-
-def positive_number(name: str, value: Any) -> float:
-    """``value`` as a float; ``ValueError`` unless it is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def non_negative(name: str, value: Any) -> float:
-    """``value`` as a float; ``ValueError`` unless it is a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rs_plugin.checks import positive_int
+from rs_plugin.checks import non_negative, positive_int, positive_number
 
-from .loop import Step, Trainer, non_negative, positive_number
+from .loop import Step, Trainer
 
 _TINY = 1e-10  # the paper's floor under the smoothed probability before its logarithm
 

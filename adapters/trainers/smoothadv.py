@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rs_plugin.checks import positive_int
+from rs_plugin.checks import positive_int, positive_number
 
 from ..torch import SmoothedModule
-from .loop import Step, Trainer, positive_number
+from .loop import Step, Trainer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rs_plugin.checks import positive_int
+from rs_plugin.checks import non_negative, positive_int, positive_number
 
 from ..torch import SmoothedModule, eval_mode
-from .loop import Step, Trainer, non_negative, positive_number
+from .loop import Step, Trainer
 
 
 @dataclasses.dataclass(frozen=True)
