@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from rs_plugin import checks
-from rs_plugin.backends import base_failed, check_finite, check_scores, diverged
+from rs_plugin.backends import check_finite, check_scores, diverged, run_base
 from rs_plugin.checks import positive_int
 from rs_plugin.checks import seed as check_seed
 from rs_plugin.engine import NumpyStream, owners, per_example, plan
@@ -210,12 +210,7 @@ class TorchBackend:
             finite = torch.ones((), dtype=torch.bool, device=self.device)
             for batch, owner in noisy_batches(stacked, nums, streams, batch_size, buffer=self._buffer):
                 self._buffer = batch if self._buffer is None or len(batch) > len(self._buffer) else self._buffer
-                try:
-                    logits = self.model(batch)
-                except torch.OutOfMemoryError:
-                    raise
-                except (TypeError, ValueError, RuntimeError, IndexError) as err:
-                    raise base_failed(err, tuple(batch.shape)) from err
+                logits = run_base(self.model, batch, (torch.OutOfMemoryError,))
                 check_scores(tuple(getattr(logits, "shape", ())), len(batch), k, tuple(stacked.shape[1:]))
                 finite &= torch.isfinite(logits).all()
                 counts += torch.bincount(owner * k + logits.argmax(1), minlength=len(xs) * k)
@@ -300,12 +295,7 @@ class SmoothedModule(nn.Module):
 
     def _log_softmax(self, inputs: torch.Tensor) -> torch.Tensor:
         """``log_softmax(base(inputs))``: ``(rows, K)``; ``ValueError`` for anything but finite logits."""
-        try:
-            logits = self.base(inputs)
-        except torch.OutOfMemoryError:
-            raise
-        except (TypeError, ValueError, RuntimeError, IndexError) as err:
-            raise base_failed(err, tuple(inputs.shape)) from err
+        logits = run_base(self.base, inputs, (torch.OutOfMemoryError,))
         check_logits(logits, len(inputs), None)
         return logits.log_softmax(-1)
 

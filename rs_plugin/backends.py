@@ -58,6 +58,17 @@ def base_failed(err: Exception, batch_shape: tuple[int, ...]) -> ValueError:
     )
 
 
+def run_base(base: Callable[[Any], Any], batch: Any, passthrough: tuple[type[BaseException], ...] = ()) -> Any:
+    """``base(batch)``; if the base raises ``TypeError``, ``ValueError``, ``RuntimeError`` or ``IndexError`` (other
+    than one of ``passthrough``, e.g. an out-of-memory error), the one-line ``ValueError`` of :func:`base_failed`."""
+    try:
+        return base(batch)
+    except passthrough:
+        raise
+    except (TypeError, ValueError, RuntimeError, IndexError) as err:
+        raise base_failed(err, tuple(batch.shape)) from err
+
+
 def check_scores(shape: tuple[int, ...], batch: int, num_classes: int, input_shape: tuple[int, ...] = ()) -> None:
     """Raise ``ValueError`` unless ``shape`` is that of scores ``(batch, num_classes)``; when the scores look like
     the model treated the first dimension of ``x`` (of ``input_shape``) as a batch, say so."""
@@ -131,10 +142,7 @@ class CallableBackend:
         stacked = np.stack(xs)
         counts = np.zeros((len(xs), self.num_classes), dtype=np.int64)
         for batch, owner in noisy_batches(stacked, nums, streams, batch_size):
-            try:
-                output = self.fn(batch)
-            except (TypeError, ValueError, RuntimeError, IndexError) as err:
-                raise base_failed(err, batch.shape) from err
+            output = run_base(self.fn, batch)
             np.add.at(counts, (owner, labels(output, len(batch), self.num_classes, stacked.shape[1:])), 1)
         return counts
 
