@@ -8,7 +8,6 @@ al.'s stability objective by the ``denoiser`` trainer plugin, in the loop every 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,12 +19,11 @@ from torch import nn
 from rs_plugin import plugins
 from rs_plugin.core import SmoothedClassifier
 from rs_plugin.results import Results
-from rs_plugin.seeding import stream_seed
 
 from .denoise import Denoised, Ensemble
-from .models import get_architecture, load_checkpoint, save_checkpoint
 from .trainers import TrainConfig, fit
-from .training import cache_dir, digits_model
+from .trainers.denoiser import fingerprint
+from .training import cached_model, digits_model
 
 UNDEFENDED, DENOISED, ENSEMBLE = "undefended", "undefended + denoiser", "ensemble"
 
@@ -42,23 +40,13 @@ def digits_denoiser(
     """
     from .datasets import digits_arrays
 
-    weights = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/True/v2".encode())
-    for tensor in classifier.state_dict().values():
-        weights.update(tensor.detach().cpu().numpy().tobytes())
-    path = cache_dir() / f"dncnn_digits-sigma{sigma:g}-{weights.hexdigest()[:16]}.pt"
-    if path.exists():
-        return load_checkpoint(path)[0]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream_seed(seed, "init"))
-        denoiser = get_architecture("dncnn_digits")
-    data = tuple(torch.from_numpy(a) for a in digits_arrays("train"))
-    trainer = plugins.make_trainer("denoiser", sigma, classifier=classifier)
-    fit(trainer, denoiser, data, TrainConfig(epochs=epochs, seed=seed), progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    save_checkpoint(denoiser, "dncnn_digits", partial)
-    os.replace(partial, path)
-    return denoiser.eval()
+    def train(denoiser: nn.Module) -> None:
+        data = tuple(torch.from_numpy(a) for a in digits_arrays("train"))
+        trainer = plugins.make_trainer("denoiser", sigma, classifier=classifier)
+        fit(trainer, denoiser, data, TrainConfig(epochs=epochs, seed=seed), progress=progress)
+
+    key = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/{fingerprint(classifier)}/v3".encode())
+    return cached_model(f"dncnn_digits-sigma{sigma:g}-{key.hexdigest()[:16]}.pt", "dncnn_digits", seed, train)
 
 
 @dataclass(frozen=True)

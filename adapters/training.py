@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from rs_plugin.plugins import make_trainer
 from rs_plugin.seeding import stream_seed
 
-from .models import digits_cnn
+from .models import get_architecture, load_checkpoint, save_checkpoint
 from .trainers import TrainConfig, fit
 
 CACHE_ENV = "RS_PLUGIN_CACHE"
@@ -50,6 +51,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "rs-plugin")
 
 
+def cached_model(name: str, arch: str, seed: int, train: Callable[[nn.Module], object]) -> nn.Module:
+    """The model cached as ``name`` (a checkpoint in the paper's format in :func:`cache_dir`), else ``arch``
+    initialised from ``stream_seed(seed, "init")``, trained in place by ``train``, then cached (written atomically,
+    so a crash never leaves a partial file where a later call would read it). Returns the model in eval mode."""
+    path = cache_dir() / name
+    if path.exists():
+        return load_checkpoint(path)[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(seed, "init"))
+        model = get_architecture(arch)
+    train(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.tmp")
+    save_checkpoint(model, arch, partial)
+    os.replace(partial, path)
+    return model.eval()
+
+
 def digits_model(
     sigma: float, *, noise: str = "gaussian", epochs: int = 30, seed: int = 0, progress: bool = False
 ) -> nn.Module:
@@ -61,20 +80,11 @@ def digits_model(
     """
     from .datasets import digits_arrays
 
+    def train(model: nn.Module) -> None:
+        x, y = digits_arrays("train")
+        train_with_noise(model, torch.from_numpy(x), torch.from_numpy(y), sigma, noise=noise, epochs=epochs,
+                         seed=seed, progress=progress)
+
     tag = "" if sigma == 0 else f"{noise}-"
-    key = hashlib.sha256(f"digits_cnn/{tag}{sigma!r}/{epochs}/{seed}/v2".encode()).hexdigest()[:16]
-    path = cache_dir() / f"digits_cnn-{tag}sigma{sigma:g}-{key}.pt"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(stream_seed(seed, "init"))
-        model = digits_cnn()
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
-    x, y = digits_arrays("train")
-    train_with_noise(model, torch.from_numpy(x), torch.from_numpy(y), sigma, noise=noise, epochs=epochs, seed=seed,
-                     progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(model.state_dict(), partial)
-    os.replace(partial, path)
-    return model
+    key = hashlib.sha256(f"digits_cnn/{tag}{sigma!r}/{epochs}/{seed}/v3".encode()).hexdigest()[:16]
+    return cached_model(f"digits_cnn-{tag}sigma{sigma:g}-{key}.pt", "digits_cnn", seed, train)
