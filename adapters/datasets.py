@@ -1,5 +1,6 @@
 """CIFAR-10 and ImageNet from a local folder as torch datasets of ``(x in [0, 1], label)`` (nothing is ever
-downloaded), and small helpers between datasets and tensors. Digits lives in :mod:`rs_plugin.datasets`."""
+downloaded; the torch plugin registers them), and small helpers between datasets and tensors. Digits lives in
+:mod:`rs_plugin.datasets` (re-exported here for torch users)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from rs_plugin.datasets import DIGITS_TEST_SIZE, NUM_CLASSES, digits_arrays, load_dataset
+from rs_plugin.datasets import DIGITS_TEST_SIZE, digits_arrays, load_dataset
 
-__all__ = ["DIGITS_TEST_SIZE", "NUM_CLASSES", "as_tensors", "digits_arrays", "image_folder_dataset", "load_dataset"]
+__all__ = ["DIGITS_TEST_SIZE", "as_tensors", "digits_arrays", "image_folder_dataset", "load_dataset"]
 
 
 def image_folder_dataset(name: str, split: str, data_dir: str | os.PathLike | None) -> Dataset:

@@ -1,22 +1,20 @@
-"""Architectures and checkpoints: the digits CNN, the paper's CIFAR-10 ResNets and ImageNet ResNet-50.
+"""Network architectures by name: the digits CNN, the paper's CIFAR-10 ResNets and ImageNet ResNet-50, DnCNN
+denoisers; a registry that plugins extend (hook ``rs_plugin_add_architectures``).
 
-Every architecture starts with its :class:`Normalize` layer, so that smoothing noise is added in
-``[0, 1]`` pixel space (as in the paper). Checkpoints use the paper's format,
-``{"arch": name, "state_dict": ...}``, and load with ``torch.load(weights_only=True)``.
+Every classifier starts with its :class:`Normalize` layer, so that smoothing noise is added in ``[0, 1]`` pixel
+space (as in the paper). Checkpoints (:mod:`.checkpoints`) name their architecture.
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .denoise import DnCNN
+from .plugins import architecture
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -101,113 +99,40 @@ def _resnet50() -> nn.Module:
     return resnet50(weights=None)
 
 
-ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], tuple | None, tuple | None, int | None]] = {
-    "digits_cnn": (digits_cnn, DIGITS_MEAN, DIGITS_STD, 10),
-    "cifar_resnet20": (lambda: CifarResNet(20), CIFAR10_MEAN, CIFAR10_STD, 10),
-    "cifar_resnet110": (lambda: CifarResNet(110), CIFAR10_MEAN, CIFAR10_STD, 10),
-    "resnet50": (_resnet50, IMAGENET_MEAN, IMAGENET_STD, 1000),
-    # Denoisers: [0, 1] in, [0, 1] out, no normalisation and no classes.
-    "dncnn_digits": (lambda: DnCNN(1, depth=5, width=32), None, None, None),
-    "dncnn_cifar10": (lambda: DnCNN(3), None, None, None),
+@dataclass(frozen=True)
+class Architecture:
+    """A network a checkpoint can name: ``build()`` makes it randomly initialised; a classifier has its input
+    normalisation ``mean`` and ``std`` (put in front of it by :func:`get_architecture`, unless ``normalized``: it
+    has its own) and ``num_classes``; a denoiser (``[0, 1]`` in, ``[0, 1]`` out) has none of them."""
+
+    build: Callable[[], nn.Module]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    num_classes: int | None = None
+    normalized: bool = False
+
+    @property
+    def is_denoiser(self) -> bool:
+        """Whether the network is a denoiser (it has no classes)."""
+        return self.num_classes is None
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "digits_cnn": Architecture(digits_cnn, DIGITS_MEAN, DIGITS_STD, 10, normalized=True),
+    "cifar_resnet20": Architecture(lambda: CifarResNet(20), CIFAR10_MEAN, CIFAR10_STD, 10),
+    "cifar_resnet110": Architecture(lambda: CifarResNet(110), CIFAR10_MEAN, CIFAR10_STD, 10),
+    "resnet50": Architecture(_resnet50, IMAGENET_MEAN, IMAGENET_STD, 1000),
+    "dncnn_digits": Architecture(lambda: DnCNN(1, depth=5, width=32)),
+    "dncnn_cifar10": Architecture(lambda: DnCNN(3)),
 }
+"""The built-in architectures (registered by the torch plugin like any other plugin's)."""
 
 
 def get_architecture(arch: str) -> nn.Module:
-    """A randomly initialised ``arch``: a classifier with its normalisation layer in front, ``Sequential(Normalize,
-    net)``; a denoiser (no classes) as it is."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"arch: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
-    build, mean, std, _ = ARCHITECTURES[arch]
-    net = build()
-    if arch == "digits_cnn" or mean is None:
+    """A randomly initialised ``arch`` (of any plugin): a classifier with its normalisation layer in front,
+    ``Sequential(Normalize, net)``; a denoiser as it is."""
+    spec = architecture(arch)
+    net = spec.build()
+    if spec.normalized or spec.is_denoiser:
         return net
-    return nn.Sequential(Normalize(mean, std), net)
-
-
-def save_checkpoint(model: nn.Module, arch: str, path: str | os.PathLike) -> None:
-    """Save ``model`` in the paper's checkpoint format, ``{"arch": arch, "state_dict": ...}``."""
-    torch.save({"arch": arch, "state_dict": model.state_dict()}, path)
-
-
-def load_checkpoint(
-    path: str | os.PathLike, map_location: Any = "cpu", *, option: str = "--checkpoint"
-) -> tuple[nn.Module, str]:
-    """Load a checkpoint in the paper's format; returns ``(model in eval mode, arch)``.
-
-    Accepts the paper's released files (ImageNet ones carry ``DataParallel``'s ``module.`` prefix). Loads with
-    ``torch.load(weights_only=True)``, which never runs code from the file. Every failure is one line naming
-    ``option`` (the command-line flag that gave ``path``) and what to do: ``FileNotFoundError`` for a missing
-    file, ``ValueError`` for a file that is not a torch file, holds pickled Python objects (e.g. a whole model
-    saved with ``torch.save(model)``), is not in the paper's format, names an unknown architecture, or whose
-    ``state_dict`` does not fit its architecture (counts and the first few keys).
-    """
-    where = f"{option} {os.fspath(path)!r}"
-    checkpoint = _load_weights(path, map_location, where)
-    if not isinstance(checkpoint, dict) or not {"arch", "state_dict"} <= checkpoint.keys():
-        bare = isinstance(checkpoint, dict) and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
-        raise ValueError(
-            f"{where}: {'a bare state_dict, ' if bare and checkpoint else ''}not in the paper's format: expected a "
-            f"dict with 'arch' and 'state_dict'; save {{'arch': ARCH, 'state_dict': model.state_dict()}} "
-            "(rs_plugin.adapters.models.save_checkpoint; ARCH as listed by get_architecture's error)"
-        )
-    if checkpoint["arch"] not in ARCHITECTURES:
-        raise ValueError(f"{where}: unknown architecture {checkpoint['arch']!r}; known: {', '.join(ARCHITECTURES)}")
-    if not isinstance(checkpoint["state_dict"], dict):
-        raise ValueError(f"{where}: its 'state_dict' is a {type(checkpoint['state_dict']).__name__}, not a dict")
-    model = get_architecture(checkpoint["arch"])
-    state = {str(key).replace("module.", "", 1): value for key, value in checkpoint["state_dict"].items()}
-    mismatch = _state_dict_mismatch(model.state_dict(), state)
-    try:
-        if not mismatch:
-            model.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as err:  # e.g. values that are not tensors
-        mismatch = str(err).strip().splitlines()[-1].strip()
-    if mismatch:
-        raise ValueError(f"{where}: its state_dict does not fit {checkpoint['arch']!r}: {mismatch}")
-    return model.eval(), checkpoint["arch"]
-
-
-def _load_weights(path: str | os.PathLike, map_location: Any, where: str) -> Any:
-    """``torch.load(path, weights_only=True)`` with every failure as one line."""
-    not_torch = f"{where}: not a file saved by torch.save (a checkpoint {{'arch': ..., 'state_dict': ...}})"
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{where}: a folder, not a checkpoint file") from None
-    except OSError as err:
-        raise OSError(f"{where}: cannot read it: {err.strerror or err}") from None
-    except pickle.UnpicklingError as err:
-        pickled = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
-        if pickled is None:
-            raise ValueError(not_torch) from None
-        raise ValueError(
-            f"{where}: holds a pickled {pickled.group(1)} (e.g. a whole model saved with torch.save(model)), which "
-            "is not loaded since unpickling can run any code; save {'arch': ARCH, 'state_dict': model.state_dict()} "
-            "instead"
-        ) from None
-    except Exception:  # torch reports a file that is not its format in many ways (KeyError, RuntimeError, ...)
-        raise ValueError(not_torch) from None
-
-
-def _state_dict_mismatch(expected: dict[str, Any], given: dict[str, Any], shown: int = 3) -> str:
-    """How ``given`` differs from ``expected`` (missing and unexpected keys, other shapes), briefly; "" when
-    it fits."""
-
-    def first(keys: list[str]) -> str:
-        return ", ".join(keys[:shown]) + (", ..." if len(keys) > shown else "")
-
-    missing = [key for key in expected if key not in given]
-    unexpected = [key for key in given if key not in expected]
-    reshaped = [
-        f"{key} {tuple(getattr(given[key], 'shape', ()))} instead of {tuple(expected[key].shape)}"
-        for key in expected
-        if key in given and getattr(given[key], "shape", None) != expected[key].shape
-    ]
-    parts = [
-        f"{len(keys)} {what} ({first(keys)})"
-        for keys, what in ((missing, "missing keys"), (unexpected, "unexpected keys"), (reshaped, "of other shapes"))
-        if keys
-    ]
-    return "; ".join(parts)
+    return nn.Sequential(Normalize(spec.mean, spec.std), net)

@@ -21,6 +21,6 @@ def rs_plugin_make_backend(model: Any, num_classes: int, device: Any) -> Any:
 
     if not isinstance(model, ClassifierMixin):
         return None
-    from .art import art_backend
+    from .art.backend import art_backend
 
     return art_backend(model, num_classes, device)

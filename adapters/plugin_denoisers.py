@@ -36,10 +36,11 @@ def dncnn(sigma: float, source: str | None) -> Any:
     ``sigma`` is the noise it was trained for (not checked)."""
     if not source:
         raise ValueError("denoiser: dncnn needs a checkpoint file: --denoiser FILE or --denoiser dncnn:FILE")
-    from .models import ARCHITECTURES, load_checkpoint
+    from .checkpoints import load_checkpoint
+    from .plugins import architecture
 
     model, arch = load_checkpoint(source)
-    if ARCHITECTURES[arch][3] is not None:
+    if not architecture(arch).is_denoiser:
         raise ValueError(f"denoiser: {source!r} holds the classifier {arch!r}, not a denoiser; give it as --checkpoint")
     return model
 

@@ -1,7 +1,10 @@
-"""Entry-point plugin: ``torch.nn.Module`` base classifiers use :class:`rs_plugin.adapters.torch.TorchBackend`.
+"""Entry-point plugin: torch. ``nn.Module`` base classifiers (:class:`rs_plugin.adapters.torch.TorchBackend`), the
+model options ``--checkpoint``, ``--denoiser``, ``--precision`` and ``--channels-last`` and the built-in digits
+network, CIFAR-10 and ImageNet from a local folder, the built-in architectures, ``rs-plugin train``, and the hooks
+of its own (:mod:`rs_plugin.adapters.hookspecs`: denoisers, trainers, architectures).
 
-Imports torch only when a model could be a torch module (torch already imported), so that the core
-works without torch installed.
+Imports torch only when it is used (a model could be a torch module only once torch is imported), so that the
+core works without torch installed.
 """
 
 from __future__ import annotations
@@ -9,7 +12,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from rs_plugin.datasets import DatasetSpec
+from rs_plugin.extras import require
 from rs_plugin.hookspecs import hookimpl
+from rs_plugin.models import ModelOption, ModelRequest
+
+from . import hookspecs
+from .train_command import TrainCommand
+
+
+@hookimpl
+def rs_plugin_addhooks(pluginmanager: Any) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl
@@ -20,3 +34,60 @@ def rs_plugin_make_backend(model: Any, num_classes: int, device: Any) -> Any:
     from .torch import TorchBackend
 
     return TorchBackend(model, num_classes, device)
+
+
+def _image_folder(name: str) -> Any:
+    def load(split: str, data_dir: Any) -> Any:
+        require("torchvision", "torch", f"the {name} dataset")
+        from .datasets import image_folder_dataset
+
+        return image_folder_dataset(name, split, data_dir)
+
+    return load
+
+
+@hookimpl
+def rs_plugin_add_datasets() -> dict[str, DatasetSpec]:
+    return {"cifar10": DatasetSpec(10, _image_folder("cifar10")),
+            "imagenet": DatasetSpec(1000, _image_folder("imagenet"))}
+
+
+@hookimpl
+def rs_plugin_add_model_options() -> list[ModelOption]:
+    return [
+        ModelOption("--checkpoint", "a checkpoint in the paper's format {arch, state_dict}; several: their ensemble "
+                                    "(the members' averaged softmax)", {"nargs": "+", "metavar": "FILE"}, files=True),
+        ModelOption("--denoiser", "put a denoiser in front of the model: a denoiser checkpoint (e.g. arch "
+                                  "dncnn_digits) or a denoiser plugin's name (see rs-plugin plugins)",
+                    {"metavar": "FILE|NAME[:SOURCE]"}, files=True),
+        ModelOption("--precision", "torch: evaluate the network in reduced precision (reports its agreement with "
+                                   "float32 at start; default: fp32)",
+                    {"choices": ("fp32", "bf16", "fp16"), "default": "fp32"}),
+        ModelOption("--channels-last", "torch: run a convolutional network in the channels_last memory format",
+                    {"action": "store_true", "default": False}),
+    ]
+
+
+@hookimpl
+def rs_plugin_load_model(request: ModelRequest) -> Any:
+    torch_options = ("checkpoint", "denoiser", "channels_last")
+    needs_torch = any(request.option(name) for name in torch_options) or request.option("precision") not in (
+        None, "fp32") or (request.option("model") is None and request.dataset == "digits")
+    if not needs_torch:
+        return None
+    require("torch", "torch", "the digits network, --checkpoint, --denoiser and --precision (or give --model)")
+    from .loading import load_torch_model
+
+    return load_torch_model(request)
+
+
+@hookimpl
+def rs_plugin_add_architectures() -> dict[str, Any]:
+    from .models import ARCHITECTURES
+
+    return dict(ARCHITECTURES)
+
+
+@hookimpl
+def rs_plugin_add_commands() -> dict[str, Any]:
+    return {"train": TrainCommand()}

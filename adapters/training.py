@@ -1,4 +1,5 @@
-"""Training base classifiers with noise augmentation, and the cached digits models."""
+"""Training base classifiers with noise augmentation, and the cached digits models: classifiers and the denoiser
+of denoised smoothing."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rs_plugin.plugins import make_trainer
+from rs_plugin.atomic import write_atomically
+from rs_plugin.deprecation import renamed
 from rs_plugin.seeding import stream_seed
 
-from .models import get_architecture, load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, save_checkpoint
+from .models import get_architecture
+from .plugins import make_trainer
 from .trainers import TrainConfig, fit
+from .trainers.denoiser import fingerprint
 
 CACHE_ENV = "RS_PLUGIN_CACHE"
 
@@ -27,10 +32,11 @@ def train_with_noise(
     *,
     noise: str = "gaussian",
     epochs: int = 30,
-    batch_size: int = 64,
+    inputs_per_step: int | None = None,
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool = False,
+    batch_size: int | None = None,
 ) -> nn.Module:
     """Train ``model`` on ``(x, y)`` with Adam on noisy copies of the inputs (Cohen et al.'s recipe, the ``gaussian``
     method of :mod:`rs_plugin.adapters.trainers`): every input of every batch gets fresh ``noise`` of standard
@@ -38,12 +44,13 @@ def train_with_noise(
     method). The noise is added to the raw input, before the model's own normalisation layer. The noise, the order
     of the examples and any randomness inside the model (dropout) come from streams of ``seed`` (torch's global
     generator is left as it was), so training is deterministic for a given ``seed`` and initial model on CPU.
-    Returns ``model`` in eval mode.
+    Returns ``model`` in eval mode. (``batch_size`` is the deprecated name of ``inputs_per_step``.)
     """
+    inputs_per_step = renamed("train_with_noise", "inputs_per_step", inputs_per_step, "batch_size", batch_size) or 64
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     trainer = make_trainer("gaussian", sigma, noise=noise) if sigma > 0 else make_trainer("standard")
-    return fit(trainer, model, (x, y), TrainConfig(epochs, batch_size, lr, seed), progress=progress)
+    return fit(trainer, model, (x, y), TrainConfig(epochs, inputs_per_step, lr, seed), progress=progress)
 
 
 def cache_dir() -> Path:
@@ -63,9 +70,7 @@ def cached_model(name: str, arch: str, seed: int, train: Callable[[nn.Module], o
         model = get_architecture(arch)
     train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    save_checkpoint(model, arch, partial)
-    os.replace(partial, path)
+    write_atomically(path, lambda partial: save_checkpoint(model, arch, partial))
     return model.eval()
 
 
@@ -88,3 +93,24 @@ def digits_model(
     tag = "" if sigma == 0 else f"{noise}-"
     key = hashlib.sha256(f"digits_cnn/{tag}{sigma!r}/{epochs}/{seed}/v3".encode()).hexdigest()[:16]
     return cached_model(f"digits_cnn-{tag}sigma{sigma:g}-{key}.pt", "digits_cnn", seed, train)
+
+
+def digits_denoiser(
+    classifier: nn.Module, sigma: float, *, epochs: int = 60, seed: int = 0, progress: bool = False
+) -> nn.Module:
+    """A ``dncnn_digits`` denoiser (initialised from ``seed``) trained for ``classifier`` at ``sigma`` on the
+    digits training split with the ``denoiser`` trainer (Salman et al.'s stability objective; Adam, batch 64, streams
+    of ``seed``), the classifier left as it was.
+
+    Cached like :func:`~rs_plugin.adapters.training.digits_model`, per classifier weights, sigma, epochs and seed,
+    as a checkpoint in the paper's format (``rs-plugin certify --denoiser FILE`` reads it).
+    """
+    from .datasets import digits_arrays
+
+    def train(denoiser: nn.Module) -> None:
+        data = tuple(torch.from_numpy(a) for a in digits_arrays("train"))
+        trainer = make_trainer("denoiser", sigma, classifier=classifier)
+        fit(trainer, denoiser, data, TrainConfig(epochs=epochs, seed=seed), progress=progress)
+
+    key = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/{fingerprint(classifier)}/v3".encode())
+    return cached_model(f"dncnn_digits-sigma{sigma:g}-{key.hexdigest()[:16]}.pt", "dncnn_digits", seed, train)

@@ -1,4 +1,6 @@
-"""Attacks on smoothed classifiers and the tightness experiment (torch and torchattacks).
+"""Attacks on smoothed classifiers and the tightness experiment (torch and torchattacks): :mod:`.smoothadv`,
+:mod:`.deepfool`, :mod:`.tightness` (the experiment, a task the executors run), :mod:`.command`
+(``rs-plugin tightness``), :mod:`.plugin` (its entry point).
 
 Names are imported on first use, so that loading the ``attacks`` entry-point plugin does not import torch.
 """
@@ -14,6 +16,8 @@ _HOMES = {
     "empirical_robust_accuracy": "deepfool",
     "tightness_experiment": "tightness",
     "TightnessConfig": "tightness",
+    "TightnessTask": "tightness",
+    "ArraySource": "tightness",
     "TightnessResult": "tightness",
     "ExampleResult": "tightness",
     "AttackResult": "tightness",

@@ -11,10 +11,9 @@ import torchattacks
 from torch import nn
 from tqdm.auto import tqdm
 
-from rs_plugin import checks
 from rs_plugin.checks import positive_int
 
-from ..adapters.torch import eval_mode, module_device, num_logits
+from ..adapters.torch import check_batch, check_labels, eval_mode, module_device, num_logits
 
 
 def deepfool_radii(
@@ -46,12 +45,12 @@ def deepfool_radii(
     device = module_device(model)
     x = torch.as_tensor(x, dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.detach()
     y = torch.as_tensor(y) if not isinstance(y, torch.Tensor) else y.detach()
-    checks.batch("x", x, unit_range=True)
+    check_batch("x", x, unit_range=True)
     radii = np.empty(len(x))
     trainable = [p for p in model.parameters() if p.requires_grad]
     try:
         with eval_mode(model):
-            checks.labels("y", y, len(x), num_logits(model, x))
+            check_labels("y", y, len(x), num_logits(model, x))
             attack = torchattacks.DeepFool(model, steps=steps, overshoot=overshoot)
             for p in trainable:
                 p.requires_grad_(False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,18 +15,19 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 from torch import nn
-from tqdm.auto import tqdm
 
 from rs_plugin import analysis, checks, diagnostics
 from rs_plugin.certificate import ABSTAIN
 from rs_plugin.checks import positive_int, probability
 from rs_plugin.checks import seed as check_seed
 from rs_plugin.core import SmoothedClassifier
+from rs_plugin.executors import Executor
 from rs_plugin.plugins import make_noise
 from rs_plugin.results import RecordsWriter, Results, ResultsError
+from rs_plugin.runs import run
 from rs_plugin.seeding import stream_seed
 
-from ..adapters.torch import num_logits
+from ..adapters.torch import check_batch, check_labels, num_logits
 from .smoothadv import SmoothAdvPGD
 
 
@@ -255,6 +257,71 @@ class _Experiment:
         return AttackResult(eps, float((adversarial - x).norm()), int(prediction), outcome)
 
 
+@dataclass(frozen=True)
+class ArraySource:
+    """The examples of an experiment held in memory: the base classifier, inputs ``x`` (a tensor batch in
+    ``[0, 1]``), labels ``y`` and each example's name (its index in the results, e.g. its dataset position), checked
+    on construction (the base's number of classes by one forward pass)."""
+
+    base: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    names: tuple[int, ...]
+    num_classes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_classes", _check_examples(self.base, self.x, self.y, self.names))
+
+    def load(self) -> tuple[nn.Module, torch.Tensor, torch.Tensor, tuple[int, ...], int]:
+        """``(base, x, y, names, num_classes)``."""
+        return self.base, self.x, self.y, self.names, self.num_classes
+
+
+@dataclass(frozen=True)
+class TightnessTask:
+    """The tightness experiment as a task the executors run (:mod:`rs_plugin.executors`, ``--executor ray``) and
+    :func:`rs_plugin.runs.run` resumes: one JSON record per example (:meth:`ExampleResult.to_dict`), whose
+    ``index`` is the example's name. ``source.load()`` gives the base classifier, the inputs, labels, names
+    and the number of classes (:class:`ArraySource`); ``identity`` is recorded with
+    the settings (what the rows depend on besides ``config``: the model and the data)."""
+
+    config: TightnessConfig
+    source: Any
+    identity: Mapping[str, Any] = field(default_factory=dict)
+    mode: str = "tightness"
+
+    def prepare(self) -> int:
+        """Check the settings and the data; return one more than the largest example name."""
+        diagnostics.check_certify(make_noise(self.config.noise, self.config.sigma), self.config.n, self.config.alpha)
+        return max(self.source.load()[3]) + 1
+
+    def setup(self) -> tuple[_Experiment, torch.Tensor, torch.Tensor, dict[int, int]]:
+        base, x, y, names, num_classes = self.source.load()
+        return _Experiment(base, num_classes, self.config), x, y, {name: k for k, name in enumerate(names)}
+
+    def __call__(self, state: tuple, index: int) -> dict[str, Any]:
+        experiment, x, y, position = state
+        k = position[index]
+        return experiment(x[k], int(y[k]), index).to_dict()
+
+    def open_writer(self, out: str | os.PathLike) -> RecordsWriter:
+        return RecordsWriter(out, self.settings())
+
+    def settings(self) -> dict[str, Any]:
+        """What the records depend on: the config and the identity."""
+        return {**self.config.to_dict(), **self.identity}
+
+
+def _check_examples(base: nn.Module, x: torch.Tensor, y: torch.Tensor, names: Sequence[int]) -> int:
+    """Check inputs, labels and names; return the number of classes of ``base``."""
+    check_batch("x", x, unit_range=True)
+    num_classes = num_logits(base, x)
+    check_labels("y", y, len(x), num_classes)
+    if len(names) != len(x) or len(set(names)) != len(names) or min(names) < 0:
+        raise ValueError(f"indices must hold {len(x)} distinct non-negative ints, one per example")
+    return num_classes
+
+
 def tightness_experiment(
     base: nn.Module,
     x: Any,
@@ -264,6 +331,7 @@ def tightness_experiment(
     indices: Sequence[int] | None = None,
     out: str | os.PathLike | None = None,
     identity: Mapping[str, Any] | None = None,
+    executor: Executor | None = None,
     progress: bool = True,
 ) -> TightnessResult:
     """Cohen et al.'s tightness experiment on the smoothed classifier of ``base`` (logits; inputs in ``[0, 1]``).
@@ -276,43 +344,29 @@ def tightness_experiment(
     the samples, R within about that tolerance of fixed-n's; see :meth:`SmoothedClassifier.certify`).
 
     Example ``k`` is named ``indices[k]`` (default ``k``; e.g. its position in the dataset) and its row depends
-    only on ``config`` and that index. With ``out``, each row is appended to that file (JSON Lines, the first
-    line recording ``config`` and ``identity``, e.g. the model and data) as soon as it is done, and the rows
-    already there are reused: rerunning after a crash (even ``kill -9``) completes the experiment with the rows
-    of one uninterrupted run; a file made with other settings, or not by this function, is refused untouched
+    only on ``config`` and that index. The examples run as a :class:`TightnessTask` through ``executor`` (default:
+    this process) and :func:`rs_plugin.runs.run`: with ``out``, each row is appended to that file (JSON Lines, the
+    first line recording ``config`` and ``identity``, e.g. the model and data) as soon as it is done, and the rows
+    already there are reused: rerunning after a crash (even ``kill -9``) completes the experiment with the rows of
+    one uninterrupted run; a file made with other settings or other labels, or not by this function, is refused
     (:class:`rs_plugin.results.RecordsWriter`).
     """
     if not isinstance(config, TightnessConfig):
         raise TypeError(f"config must be a TightnessConfig, got {type(config).__name__}")
     x = torch.as_tensor(x, dtype=torch.float32) if not isinstance(x, torch.Tensor) else x.detach().float()
     y = torch.as_tensor(y) if not isinstance(y, torch.Tensor) else y.detach()
-    checks.batch("x", x, unit_range=True)
+    check_batch("x", x, unit_range=True)
     x = x.cpu()
-    num_classes = num_logits(base, x)
-    checks.labels("y", y, len(x), num_classes)
-    names = list(range(len(x))) if indices is None else [int(i) for i in indices]
-    if len(names) != len(x) or len(set(names)) != len(names) or min(names) < 0:
-        raise ValueError(f"indices must hold {len(x)} distinct non-negative ints, one per example")
-    experiment = _Experiment(base, num_classes, config)
-    diagnostics.check_certify(experiment.smoothed.noise, config.n, config.alpha)
-    writer = None if out is None else RecordsWriter(out, {**config.to_dict(), **(identity or {})})
-    rows = []
-    try:
-        for k in tqdm(range(len(x)), desc="tightness", disable=not progress, unit="ex"):
-            label = int(y[k])
-            if writer is not None and names[k] in writer.records:
-                row = ExampleResult.from_dict(writer.records[names[k]])
-                if row.label != label:
-                    raise ResultsError(
-                        f"{writer.path}: example {names[k]} has label {row.label} there but {label} here: the rows "
-                        "were made on other data; give another file"
-                    )
-            else:
-                row = experiment(x[k], label, names[k])
-                if writer is not None:
-                    writer.write(row.to_dict())
-            rows.append(row)
-    finally:
-        if writer is not None:
-            writer.close()
-    return TightnessResult(config, rows, num_classes)
+    names = tuple(range(len(x))) if indices is None else tuple(int(i) for i in indices)
+    source = ArraySource(base, x, y, names)
+    task = TightnessTask(config, source, dict(identity or {}))
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "rows.jsonl") if out is None else out
+        run(task, path, indices=list(names), executor=executor, progress=progress)
+        with task.open_writer(path) as records:
+            rows = [ExampleResult.from_dict(records.records[name]) for name in names]
+    for row, label in zip(rows, y.tolist(), strict=True):
+        if row.label != label:
+            raise ResultsError(f"{path}: example {row.index} has label {row.label} there but {label} here: the rows "
+                               "were made on other data; give another file")
+    return TightnessResult(config, rows, source.num_classes)

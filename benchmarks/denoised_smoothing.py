@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from rs_plugin.adapters.off_the_shelf import (
+from off_the_shelf import (
     DENOISED,
     ENSEMBLE,
     UNDEFENDED,
@@ -24,6 +24,7 @@ from rs_plugin.adapters.off_the_shelf import (
     member_name,
     off_the_shelf_experiment,
 )
+
 from rs_plugin.analysis import plot_certified_accuracy
 
 

@@ -44,7 +44,7 @@ def analytic(n: int, trials: int, tolerance: float) -> None:
         draw = lambda m, p=p, rng=rng: int(rng.binomial(m, p))  # noqa: E731
         cells = []
         for name in SEQUENCES:
-            for options in (dict(thresholds=targets), dict(tolerance=tolerance, radius=radius)):
+            for options in (dict(thresholds=targets), dict(radius_tolerance=tolerance, radius=radius)):
                 used = [estimate(draw, n, make_sequence(name, ALPHA, n), **options)[1] for _ in range(trials)]
                 cells.append(f"{np.mean(used):22,.0f}")
         print(f"   {z:8.1f}{p:10.6f}" + "".join(cells))

@@ -58,8 +58,8 @@ def ours(method: str, sigma: float, config: TrainConfig, x: np.ndarray, y: np.nd
 
 
 def ours_like_art(method: str, sigma: float, config: TrainConfig, x: np.ndarray, y: np.ndarray) -> nn.Module:
-    """SmoothAdv with ART's one noise sample per input (``m`` = 1), for a like-for-like time."""
-    return ours(method, sigma, config, x, y, m=1)
+    """SmoothAdv with ART's one noise sample per input (``num_noise`` = 1), for a like-for-like time."""
+    return ours(method, sigma, config, x, y, num_noise=1)
 
 
 def art_options(method: str, sigma: float) -> tuple[Callable, dict]:
@@ -78,8 +78,9 @@ def art_options(method: str, sigma: float) -> tuple[Callable, dict]:
         return PyTorchSmoothAdv, {"epsilon": c["eps"], "num_steps": c["steps"], "warmup": c["warmup"],
                                   "num_noise_vec": 1}
     if method == "macer":
-        return PyTorchMACER, {"beta": c["beta"], "gamma": c["gamma"], "lmbda": c["lbd"], "gaussian_samples": c["k"]}
-    return PyTorchSmoothMix, {"eta": c["eta"], "num_noise_vec": c["m"], "num_steps": c["steps"],
+        return PyTorchMACER, {"beta": c["beta"], "gamma": c["gamma"], "lmbda": c["lbd"],
+                              "gaussian_samples": c["num_noise"]}
+    return PyTorchSmoothMix, {"eta": c["eta"], "num_noise_vec": c["num_noise"], "num_steps": c["steps"],
                               "warmup": c["warmup"], "mix_step": c["mix_step"], "alpha": c["alpha"]}
 
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .checks import real_input
 from .engine import NumpyStream, noisy_batches
 from .hookspecs import hookimpl
 from .noises import Noise
@@ -26,6 +27,10 @@ class Backend(Protocol):
     def stream(self, noise: Noise, seed: int) -> Any:
         """A random stream of ``noise`` in the backend's framework, seeded with ``seed``."""
 
+    def identity(self) -> tuple:
+        """What the fastest batch size depends on besides the input: the model and where it runs
+        (:mod:`rs_plugin.calibration` measures once per identity and input shape)."""
+
     def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
         """Class counts ``(len(xs), num_classes)`` int64: row ``e`` counts the base classifier's votes on ``nums[e]``
         copies of the prepared ``xs[e]`` plus noise from ``streams[e]``, at most ``batch_size`` copies at a time.
@@ -33,7 +38,8 @@ class Backend(Protocol):
 
 
 def check_input(x: Any) -> np.ndarray:
-    """One input as a float32 array; ``ValueError`` naming ``x`` unless it is a finite, non-scalar numeric array."""
+    """One input as a float32 array; ``ValueError`` naming ``x`` unless it is a finite, non-scalar real array."""
+    real_input(x)
     try:
         arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
@@ -138,6 +144,9 @@ class CallableBackend:
     def stream(self, noise: Noise, seed: int) -> NumpyStream:
         return NumpyStream(noise, seed)
 
+    def identity(self) -> tuple:
+        return (id(self.fn), "cpu")
+
     def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
         stacked = np.stack(xs)
         counts = np.zeros((len(xs), self.num_classes), dtype=np.int64)
@@ -152,5 +161,5 @@ def rs_plugin_make_backend(model: Any, num_classes: int, device: Any) -> Callabl
     if not callable(model):
         return None
     if device not in (None, "cpu", "auto"):
-        raise ValueError(f"device={device!r} applies to torch models; a plain callable runs where it is")
+        raise ValueError(f"device={device!r} applies to a framework plugin's models; a plain callable runs where it is")
     return CallableBackend(model, num_classes)

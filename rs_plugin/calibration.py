@@ -22,10 +22,10 @@ _MEASURED: dict[tuple, tuple[int, float]] = {}
 
 
 def calibration_key(backend: Any, x: Any) -> tuple:
-    """What the best batch size depends on: the model, the input's shape and dtype, the device."""
-    inner = getattr(backend, "backend", backend)
-    model = getattr(inner, "model", getattr(inner, "fn", inner))
-    return (id(model), tuple(getattr(x, "shape", ())), str(getattr(x, "dtype", "")), str(getattr(inner, "device", "")))
+    """What the best batch size depends on: the backend's model and device (its ``identity()``; a backend without
+    one is its own identity), the input's shape and dtype."""
+    identity = backend.identity() if hasattr(backend, "identity") else (id(backend),)
+    return (*identity, tuple(getattr(x, "shape", ())), str(getattr(x, "dtype", "")))
 
 
 def measure(backend: Any, noise: Any, x: Any, size: int, min_seconds: float = 0.02) -> float:

@@ -51,6 +51,13 @@ def radii(name: str, value: float | Sequence[float]) -> list[float]:
     return [float(r) for r in values]
 
 
+def real_input(x: Any) -> None:
+    """``ValueError`` naming ``x`` when it holds complex numbers (converting them to float would drop their
+    imaginary part); every face refuses them."""
+    if np.iscomplexobj(x) or "complex" in str(getattr(x, "dtype", "")):
+        raise ValueError(f"x must hold real numbers, got complex values ({getattr(x, 'dtype', type(x).__name__)})")
+
+
 def seed(name: str, value: Any) -> int | None:
     """``value`` unchanged; ``ValueError`` unless it is None or a non-negative int."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):
@@ -63,7 +70,7 @@ def positive_numbers(name: str, value: Any, count: int | None = None) -> np.ndar
     when ``count`` is None); ``TypeError``/``ValueError`` unless every one is a finite number > 0."""
     if isinstance(value, (bool, str)) or not (isinstance(value, numbers.Real) or hasattr(value, "__len__")):
         raise TypeError(f"{name} must be a number or one number per example, got {type(value).__name__}")
-    array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value, dtype=np.float64)
+    array = np.asarray(value, dtype=np.float64)
     if array.ndim == 0:
         array = np.full(1 if count is None else count, float(array))
     if array.ndim != 1 or len(array) == 0 or (count is not None and len(array) != count):
@@ -75,17 +82,24 @@ def positive_numbers(name: str, value: Any, count: int | None = None) -> np.ndar
 
 
 def batch(name: str, x: Any, *, unit_range: bool = False) -> None:
-    """``TypeError``/``ValueError`` naming ``name`` unless ``x`` (a numpy array or a tensor) is a non-empty batch
-    ``(B, *shape)`` of finite floats, in ``[0, 1]`` when ``unit_range``."""
-    shape = tuple(getattr(x, "shape", ()))
-    is_float = getattr(x, "is_floating_point", None)
-    floating = is_float() if callable(is_float) else np.issubdtype(getattr(x, "dtype", np.object_), np.floating)
+    """``TypeError``/``ValueError`` naming ``name`` unless the numpy array ``x`` is a non-empty batch ``(B, *shape)``
+    of finite real floats, in ``[0, 1]`` when ``unit_range``."""
+    floating = np.issubdtype(getattr(x, "dtype", np.object_), np.floating)
+    empty = np.size(x) == 0
+    batch_facts(name, tuple(np.shape(x)), floating, *((0.0, 0.0) if empty or not floating else (x.min(), x.max())),
+                unit_range=unit_range, kind=type(x).__name__)
+
+
+def batch_facts(
+    name: str, shape: tuple[int, ...], floating: bool, low: float, high: float, *, unit_range: bool, kind: str
+) -> None:
+    """The check of :func:`batch` on what a framework's adapter read off its tensor: shape, whether its dtype is a
+    real floating-point one, its smallest and largest values, the type's name."""
     if not floating:
-        raise TypeError(f"{name} must be a floating-point array or tensor batch (B, *shape), got {type(x).__name__}")
+        raise TypeError(f"{name} must be a floating-point array or tensor batch (B, *shape), got {kind}")
     if len(shape) < 2 or shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty batch (B, *shape) with a batch dimension, got shape {shape}")
-    extremes = (x.min(), x.max())
-    low, high = (float(v.detach() if hasattr(v, "detach") else v) for v in extremes)
+    low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} contains NaN or infinite values")
     if unit_range and (low < 0 or high > 1):
@@ -98,7 +112,7 @@ def batch(name: str, x: Any, *, unit_range: bool = False) -> None:
 def labels(name: str, value: Any, count: int, num_classes: int) -> np.ndarray:
     """``value`` as ``count`` int64 class labels; ``TypeError``/``ValueError`` unless they are integers in
     ``[0, num_classes)``."""
-    array = np.asarray(value.detach().cpu() if hasattr(value, "detach") else value)
+    array = np.asarray(value)
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array of class labels, got dtype {array.dtype}")
     if array.shape != (count,):

@@ -1,4 +1,5 @@
-"""The ``rs-plugin`` command: ``certify``, ``predict``, ``analyze``, ``train`` and ``plugins``.
+"""The ``rs-plugin`` command: ``certify``, ``predict``, ``analyze`` and ``plugins``, and the subcommands plugins add
+(hook ``rs_plugin_add_commands``: ``train`` from the torch plugin, ``tightness`` from the attacks).
 
 User mistakes (missing files, malformed results, unknown names, bad numbers) end with a one-line
 message on stderr and exit status 1 (2 for command-line syntax), never a traceback; warnings are one line each.
@@ -11,33 +12,49 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__
+from .datasets import datasets
+from .models import model_options
+from .plugins import collect, executors, make_executor
+from .runs import DatasetTask, run
+
+
+def plugin_commands() -> dict[str, Any]:
+    """The subcommands plugins add, by name."""
+    return collect("rs_plugin_add_commands")
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
 
 
-def _positive_int(text: str) -> int:
+def positive_int_argument(text: str) -> int:
+    """``argparse`` type of an int >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options of every plugin (:func:`rs_plugin.models.model_options`) as a group of flags."""
+    group = parser.add_argument_group("model")
+    for option in model_options():
+        group.add_argument(option.flag, dest=option.dest, help=option.help, **option.argparse)
+
+
+def given_model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model options in ``args`` (see :func:`add_model_arguments`)."""
+    return {option.dest: getattr(args, option.dest) for option in model_options()}
+
+
 def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
-    data = parser.add_argument_group("data and model")
-    data.add_argument("--dataset", default="digits", help="digits (built in), cifar10 or imagenet (default: digits)")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default="digits",
+                      help=f"{', '.join(datasets())} (default: digits; nothing is downloaded)")
     data.add_argument("--split", choices=("train", "test"), default="test", help="dataset split (default: test)")
-    data.add_argument("--data-dir", help="folder holding cifar10 (cifar-10-batches-py) or imagenet (val/, train/)")
-    data.add_argument("--model", metavar="MODULE:FUNCTION",
-                      help="a function returning the base classifier (an nn.Module taking inputs in [0, 1]); "
-                           "MODULE may be a file.py")
-    data.add_argument("--checkpoint", metavar="FILE", nargs="+",
-                      help="a checkpoint in the paper's format {arch, state_dict}; several: their ensemble "
-                           "(the members' averaged softmax)")
-    data.add_argument("--denoiser", metavar="FILE|NAME[:SOURCE]",
-                      help="put a denoiser in front of the model: a denoiser checkpoint (e.g. arch dncnn_digits) "
-                           "or a denoiser plugin's name (see rs-plugin plugins)")
+    data.add_argument("--data-dir", help="folder holding the dataset (e.g. cifar-10-batches-py, ImageNet's val/)")
+    add_model_arguments(parser)
     smoothing = parser.add_argument_group("smoothing")
     smoothing.add_argument("--sigma", type=float, required=True, help="noise level (standard deviation)")
     smoothing.add_argument("--noise", default="gaussian", help="noise family (default: gaussian)")
@@ -57,50 +74,45 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     smoothing.add_argument("--seed", type=int, default=0,
                            help="noise seed; example idx gets noise fixed by (seed, idx) (default: 0)")
     work = parser.add_argument_group("examples and execution")
-    work.add_argument("--skip", type=_positive_int, default=1, help="take every SKIP-th example (default: 1)")
-    work.add_argument("--max-examples", type=_positive_int, metavar="M", help="take at most M examples")
-    work.add_argument("--batch", type=_positive_int,
-                      help="noisy copies per forward pass (default: the fastest, measured at start)")
-    work.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    work.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                      help="torch: evaluate the network in reduced precision (reports its agreement with float32 "
-                           "at start; default: fp32)")
-    work.add_argument("--channels-last", action="store_true",
-                      help="torch: run a convolutional network in the channels_last memory format")
-    work.add_argument("--executor", default="local", help="local (default) or ray (with the ray extra)")
-    work.add_argument("--workers", type=int, help="number of workers of the executor (ray: one model per worker)")
-    work.add_argument("--address", help="ray: the cluster to connect to (e.g. auto, HOST:6379, ray://HOST:10001)")
+    work.add_argument("--skip", type=positive_int_argument, default=1, help="take every SKIP-th example (default: 1)")
+    work.add_argument("--max-examples", type=positive_int_argument, metavar="M", help="take at most M examples")
+    add_execution_arguments(work)
     work.add_argument("--out", required=True, metavar="FILE",
                       help="results file (TSV); rerunning with the same FILE resumes")
-    work.add_argument("--no-progress", action="store_true",
-                      help="hide the progress bar and the start-up report (batch size, precision agreement)")
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data and model")
-    data.add_argument("--dataset", default="digits", help="digits (built in), cifar10 or imagenet (default: digits)")
-    data.add_argument("--data-dir", help="folder holding cifar10 (cifar-10-batches-py) or imagenet (train/)")
-    data.add_argument("--arch", help="architecture (default: digits_cnn, cifar_resnet110 or resnet50; a denoiser: "
-                                     "dncnn_DATASET)")
-    data.add_argument("--classifier", metavar="FILE",
-                      help="denoiser: the frozen classifier, a checkpoint in the paper's format")
-    method = parser.add_argument_group("method")
-    method.add_argument("--method", required=True,
-                        help="standard, gaussian, smoothadv, consistency, macer, smoothmix, denoiser or a plugin's")
-    method.add_argument("--sigma", type=float, help="training noise level (standard deviation); not for standard")
-    method.add_argument("--noise", default="gaussian", help="training noise family (default: gaussian)")
-    method.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="a hyperparameter of the method (e.g. lbd=5 for consistency); repeatable")
-    method.add_argument("--objective", choices=("stability", "mse"), help="denoiser: the training objective")
-    run = parser.add_argument_group("optimisation")
-    run.add_argument("--epochs", type=_positive_int, default=30, help="passes over the training set (default: 30)")
-    run.add_argument("--batch", type=_positive_int, default=64, help="inputs per step (default: 64)")
-    run.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default: 0.001)")
-    run.add_argument("--seed", type=int, default=0, help="seed of the initial weights and every random stream")
-    run.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    run.add_argument("--out", required=True, metavar="FILE",
-                     help="checkpoint, written after every epoch; rerunning with the same FILE resumes")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+def add_execution_arguments(group: argparse._ArgumentGroup) -> None:
+    """``--batch-size`` (old: ``--batch``), ``--device``, ``--executor``, ``--workers``, ``--address``,
+    ``--no-progress``: how a run is computed, never what it computes."""
+    group.add_argument("--batch-size", "--batch", dest="batch_size", type=positive_int_argument,
+                       action=DeprecatedFlag, old="--batch",
+                       help="noisy copies per forward pass (default: the fastest, measured at start)")
+    group.add_argument("--device", help="device of a framework's model, e.g. cuda:1 (default: cuda when available)")
+    group.add_argument("--executor", default="local", help=f"{', '.join(executors())} (default: local)")
+    group.add_argument("--workers", type=int, help="number of workers of the executor (ray: one model per worker)")
+    group.add_argument("--address", help="ray: the cluster to connect to (e.g. auto, HOST:6379, ray://HOST:10001)")
+    group.add_argument("--no-progress", action="store_true",
+                       help="hide the progress bar and the start-up report (batch size, precision agreement)")
+
+
+def make_executor_from(args: argparse.Namespace) -> Any:
+    """The executor ``--executor`` names, with ``--workers`` and ``--address``."""
+    options = {k: v for k, v in (("workers", args.workers), ("address", args.address)) if v is not None}
+    return make_executor(args.executor, **options)
+
+
+class DeprecatedFlag(argparse.Action):
+    """Stores the value; given by its old spelling ``old``, also warns (``DeprecationWarning``) once."""
+
+    def __init__(self, *args: Any, old: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.old = old
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        if option_string == self.old:
+            new = next(flag for flag in self.option_strings if flag != self.old)
+            warnings.warn(f"{self.old} is deprecated, use {new}", DeprecationWarning, stacklevel=2)
+        setattr(namespace, self.dest, values)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,43 +144,33 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--alpha", type=float, default=0.001, help="--high-prob: CERTIFY's alpha (default: 0.001)")
     analyze.add_argument("--rho", type=float, default=0.001, help="--high-prob: the bound's failure probability")
 
-    train = commands.add_parser("train", help="train a base classifier (or a denoiser) for smoothing; resumable")
-    _add_train_arguments(train)
-
     commands.add_parser("plugins", help="list the plugins found and what each provides")
+    for name, command in sorted(plugin_commands().items()):
+        command.add_arguments(commands.add_parser(name, help=command.help))
     return parser
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .plugins import make_executor
-    from .runs import DatasetTask, run
-
     task = DatasetTask(
         dataset=args.dataset,
         sigma=args.sigma,
         mode=args.command,
-        model=args.model,
-        checkpoint=args.checkpoint,
-        denoiser=args.denoiser,
+        model_options=given_model_options(args),
         split=args.split,
         data_dir=args.data_dir,
         noise=args.noise,
         n0=getattr(args, "n0", 100),
         n=args.n,
         alpha=args.alpha,
-        batch=args.batch,
+        batch_size=args.batch_size,
         seed=args.seed,
         target_radius=tuple(args.target_radius) if getattr(args, "target_radius", None) else None,
         radius_tolerance=getattr(args, "radius_tolerance", None),
         sequence=getattr(args, "sequence", "betting"),
         device=args.device,
-        precision=args.precision,
-        channels_last=args.channels_last,
         report=not args.no_progress,
     )
-    options = {k: v for k, v in (("workers", args.workers), ("address", args.address)) if v is not None}
-    executor = make_executor(args.executor, **options)
-    run(task, args.out, skip=args.skip, max_examples=args.max_examples, executor=executor,
+    run(task, args.out, skip=args.skip, max_examples=args.max_examples, executor=make_executor_from(args),
         progress=not args.no_progress)
 
 
@@ -200,32 +202,6 @@ def _analyze(args: argparse.Namespace) -> None:
         )
 
 
-def _train(args: argparse.Namespace) -> None:
-    from .extras import require
-
-    options = {}
-    for item in args.option:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"option: expected NAME=VALUE, got {item!r}")
-        options[name] = value
-    if args.objective is not None:
-        options["objective"] = args.objective
-    require("torch", "torch", "rs-plugin train")
-    from .adapters.trainers import TrainConfig
-    from .adapters.trainers.run import train_dataset
-
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed)
-    checkpoint = train_dataset(
-        args.dataset, args.method, args.sigma, args.out, noise=args.noise, options=options, data_dir=args.data_dir,
-        arch=args.arch, classifier=args.classifier, config=config, device=args.device,
-        progress=not args.no_progress,
-    )
-    last = checkpoint["history"][-1]
-    print(f"{args.out}: {checkpoint['method']}, {checkpoint['arch']}, epoch {checkpoint['epoch']}/{args.epochs}: "
-          f"loss {last['loss']:.4f}, accuracy under noise {last['accuracy']:.3f}")
-
-
 def _plugins() -> None:
     from .plugins import describe_plugins, get_plugin_manager
 
@@ -236,8 +212,9 @@ def _plugins() -> None:
         for hook in hooks:
             impl = next(i for i in getattr(pm.hook, hook).get_hookimpls() if i.plugin is plugin)
             if hook.startswith("rs_plugin_add_"):
-                provided = ", ".join(sorted(impl.function())) or "(none)"
-                print(f"  {hook.removeprefix('rs_plugin_add_')}: {provided}")
+                answer = impl.function()
+                names = [getattr(item, "flag", item) for item in answer]  # names of a mapping, flags of options
+                print(f"  {hook.removeprefix('rs_plugin_add_')}: {', '.join(sorted(names)) or '(none)'}")
             else:
                 print(f"  {hook.removeprefix('rs_plugin_')}")
 
@@ -261,10 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _run(args)
             elif args.command == "analyze":
                 _analyze(args)
-            elif args.command == "train":
-                _train(args)
-            else:
+            elif args.command == "plugins":
                 _plugins()
+            else:
+                plugin_commands()[args.command].run(args)
     except KeyboardInterrupt:
         print("rs-plugin: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

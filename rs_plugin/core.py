@@ -1,4 +1,10 @@
-"""The smoothed classifier: PREDICT and CERTIFY of Cohen, Rosenfeld & Kolter (ICML 2019)."""
+"""The smoothed classifier: PREDICT and CERTIFY of Cohen, Rosenfeld & Kolter (ICML 2019).
+
+:meth:`SmoothedClassifier.predict` and :meth:`SmoothedClassifier.certify` read as the paper's pseudocode
+(``_predict`` and ``_certify``). A single input is a pack of one: :meth:`~SmoothedClassifier.predict_many` and
+:meth:`~SmoothedClassifier.certify_many` run the same code with several inputs sharing each forward pass, and
+fixed-n CERTIFY is sequential CERTIFY with one stage (:class:`rs_plugin.sequential.FixedSequence`).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,32 @@ import itertools
 import math
 import numbers
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import diagnostics, sequential
-from .bounds import lower_confidence_bound, top_two_differ
+from .bounds import top_two_differ
 from .calibration import best_batch_size
 from .certificate import ABSTAIN, Certificate
 from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
+from .deprecation import renamed
 from .plugins import make_backend, make_noise
-from .seeding import stream_seed
+from .seeding import fresh_entropy, stream_seed
+
+
+@dataclass(frozen=True)
+class _Stopping:
+    """How CERTIFY estimates: at most ``n`` samples, the confidence sequence, the thresholds on p of the target radii,
+    the radius tolerance (fixed n: one Clopper-Pearson stage, no target, no tolerance)."""
+
+    n: int
+    sequence: sequential.ConfidenceSequence
+    thresholds: list[float]
+    radius_tolerance: float | None
 
 
 class SmoothedClassifier:
@@ -28,9 +47,8 @@ class SmoothedClassifier:
     to labels ``(B,)`` or scores ``(B, K)``, a ``torch.nn.Module`` returning logits, an ART classifier.
     Noise is added to the raw input, so put any normalisation inside the base classifier.
 
-    With an integer ``seed`` the results are reproducible: the k-th call on a fresh instance, or any
-    call given ``index=i`` (a dataset position), always draws the same noise.
-
+    ``seed``: with an int the results are reproducible (the k-th call on a fresh instance, or any call given
+    ``index=i``, a dataset position, always draws the same noise); None draws a root seed from fresh entropy once.
     ``batch_size`` is the number of noisy copies per forward pass; None (the default) measures the fastest once
     per model and input shape (:mod:`rs_plugin.calibration`). Results do not depend on it.
     """
@@ -58,7 +76,7 @@ class SmoothedClassifier:
         self.seed = seed
         self.base = base
         self.backend = make_backend(base, self.num_classes, device)
-        self._root = int(np.random.SeedSequence(seed).entropy)
+        self._root = fresh_entropy() if seed is None else seed
         self._calls = 0
 
     def __repr__(self) -> str:
@@ -67,28 +85,7 @@ class SmoothedClassifier:
             f"noise={self.noise!r}, seed={self.seed})"
         )
 
-    def _stream(self, purpose: str, index: int | None) -> Any:
-        """The noise stream of ``purpose`` for example ``index``, or of the next call when ``index`` is None."""
-        if check_seed("index", index) is None:
-            purpose, index = "call", self._calls
-            self._calls += 1
-        return self.backend.stream(self.noise, stream_seed(self._root, purpose, index))
-
-    def batch_size_for(self, x: Any) -> int:
-        """The batch size used for inputs like the prepared ``x``: ``batch_size``, or the calibrated one."""
-        return self.batch_size or best_batch_size(self.backend, self.noise, x)[0]
-
-    def _counts(self, x: Any, num: int, stream: Any) -> np.ndarray:
-        return self.backend.counts([x], [num], [stream], self.batch_size_for(x))[0]
-
-    def _packed_counts(self, xs: list[Any], nums: list[int], streams: list[Any]) -> np.ndarray:
-        return self.backend.counts(xs, nums, streams, self.batch_size_for(xs[0]))
-
-    def counts(self, x: Any, num: int, *, index: int | None = None) -> np.ndarray:
-        """Class counts (length ``num_classes``) of the base classifier on ``num`` noisy copies of ``x``."""
-        num = positive_int("num", num)
-        prepared = self.backend.prepare(x)
-        return self._counts(prepared, num, self._stream("counts", index))
+    # PREDICT and CERTIFY, as the paper writes them ------------------------------------------------------------
 
     def predict(self, x: Any, n: int, alpha: float, *, index: int | None = None) -> int:
         """PREDICT: g's class at ``x``, or :data:`ABSTAIN`.
@@ -96,9 +93,7 @@ class SmoothedClassifier:
         With probability at least ``1 - alpha`` a returned class is g(x) (two-sided binomial test of the
         top two counts among ``n`` samples; abstains when its p-value exceeds ``alpha``).
         """
-        n, alpha = positive_int("n", n), probability("alpha", alpha)
-        prepared = self.backend.prepare(x)
-        return _vote(self._counts(prepared, n, self._stream("predict", index)), alpha)
+        return int(self._predict_all([(x, index)], n, alpha, progress=False)[0])
 
     def certify(
         self,
@@ -127,27 +122,22 @@ class SmoothedClassifier:
         names the anytime-valid bound: ``"betting"`` (a betting confidence sequence, Waudby-Smith & Ramdas
         2023) or ``"bonferroni"`` (Clopper-Pearson with alpha spent over doubling checkpoints, Horvath et
         al. 2022). ``num_samples`` reports the samples used.
+
+        Refuses an ``n`` and ``alpha`` that cannot certify any radius, before any sample, and warns when a target
+        radius cannot be certified (:mod:`rs_plugin.diagnostics`).
         """
-        n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
-        targets = [] if target_radius is None else radii("target_radius", target_radius)
-        tolerance = None if radius_tolerance is None else sequential.tolerance(radius_tolerance)
-        bounds = sequential.make_sequence(sequence, alpha, n)
-        prepared = self.backend.prepare(x)
-        stream = self._stream("certify", index)
-        selected = int(np.argmax(self._counts(prepared, n0, stream)))
-        if not targets and tolerance is None:
-            count, used = int(self._counts(prepared, n, stream)[selected]), n
-            p_lower = lower_confidence_bound(count, n, alpha)
-        else:
-            count, used, p_lower = sequential.estimate(
-                lambda m: int(self._counts(prepared, m, stream)[selected]),
-                n,
-                bounds,
-                [self.noise.p_needed(r) for r in targets],
-                tolerance=tolerance,
-                radius=self._radius_of,
-            )
-        return self._certificate(x, selected, count, used, p_lower, n0)
+        return self._certify_all([(x, index)], n0, n, alpha, target_radius, radius_tolerance, sequence, False)[0]
+
+    def _predict(self, xs: list[Any], streams: list[Any], n: int, alpha: float) -> list[int]:
+        """PREDICT on each of ``xs`` (prepared), noise from ``streams``."""
+        counts = self._counts(xs, [n] * len(xs), streams)  # n samples of f(x + noise)
+        return [_vote(row, alpha) for row in counts]  # the top class if the binomial test separates it
+
+    def _certify(self, xs: list[Any], streams: list[Any], n0: int, stopping: _Stopping) -> list[Certificate]:
+        """CERTIFY on each of ``xs`` (prepared), noise from ``streams``."""
+        selected = self._counts(xs, [n0] * len(xs), streams).argmax(axis=1)  # select the class with n0 samples
+        estimates = self._estimate(xs, streams, selected, stopping)  # count it on fresh samples, bound p_A
+        return [self._certificate(x, c, *estimate, n0) for x, c, estimate in zip(xs, selected, estimates, strict=True)]
 
     def _certificate(self, x: Any, selected: int, count: int, used: int, p_lower: float, n0: int) -> Certificate:
         """The certificate of class ``selected`` whose probability is at least ``p_lower``: abstains below 1/2."""
@@ -167,6 +157,8 @@ class SmoothedClassifier:
             radii=self.noise.radii(radius, math.prod(np.shape(x))),
         )
 
+    # Several inputs at once --------------------------------------------------------------------------------
+
     def predict_many(
         self,
         xs: Iterable[Any],
@@ -180,15 +172,7 @@ class SmoothedClassifier:
         (default ``k``), so that any split of a dataset gives the same answers. Several examples share each
         forward pass when ``n`` is below the batch size; the answers are those of :meth:`predict` one at a time.
         Refuses an ``n`` and ``alpha`` that always abstain, before any sample (:mod:`rs_plugin.diagnostics`)."""
-        n, alpha = positive_int("n", n), probability("alpha", alpha)
-        diagnostics.check_predict(n, alpha)
-        diagnostics.check_input_scale(xs, self.sigma)
-        answers = []
-        for pack in self._packs(_numbered(xs, indices, progress, "predict"), n):
-            streams = [self._stream("predict", i) for _, i in pack]
-            counts = self._packed_counts([x for x, _ in pack], [n] * len(pack), streams)
-            answers.extend(_vote(row, alpha) for row in counts)
-        return np.array(answers, dtype=np.int64)
+        return self._predict_all(_numbered(xs, indices), n, alpha, progress=progress)
 
     def certify_many(
         self,
@@ -205,48 +189,83 @@ class SmoothedClassifier:
     ) -> list[Certificate]:
         """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`.
         Several examples share each forward pass when ``n0`` is below the batch size (sequential CERTIFY advances
-        the undecided ones in rounds); the certificates are those of :meth:`certify` one at a time.
-        Refuses an ``n`` and ``alpha`` that cannot certify any radius, before any sample, and warns when a target
-        radius cannot be certified (:mod:`rs_plugin.diagnostics`)."""
+        the undecided ones in rounds); the certificates are those of :meth:`certify` one at a time."""
+        return self._certify_all(_numbered(xs, indices), n0, n, alpha, target_radius, radius_tolerance, sequence,
+                                 progress)
+
+    def _predict_all(self, pairs: Sequence[tuple[Any, int | None]], n: int, alpha: float, *, progress: bool) -> Any:
+        n, alpha = positive_int("n", n), probability("alpha", alpha)
+        diagnostics.check_predict(n, alpha)
+        diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
+        answers: list[int] = []
+        for pack in self._packs(pairs, n, progress, "predict"):
+            answers += self._predict([x for x, _ in pack], [self._stream("predict", i) for _, i in pack], n, alpha)
+        return np.array(answers, dtype=np.int64)
+
+    def _certify_all(
+        self,
+        pairs: Sequence[tuple[Any, int | None]],
+        n0: int,
+        n: int,
+        alpha: float,
+        target_radius: float | Sequence[float] | None,
+        radius_tolerance: float | None,
+        sequence: str,
+        progress: bool,
+    ) -> list[Certificate]:
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
         targets = [] if target_radius is None else radii("target_radius", target_radius)
-        tolerance = None if radius_tolerance is None else sequential.tolerance(radius_tolerance)
-        bounds = sequential.make_sequence(sequence, alpha, n)
+        tolerance = None if radius_tolerance is None else sequential.radius_tolerance(radius_tolerance)
         stops_early = bool(targets) or tolerance is not None
+        bounds = sequential.make_sequence(sequence, alpha, n) if stops_early else sequential.FixedSequence(alpha)
         diagnostics.check_certify(self.noise, n, alpha, target_radius, sequence=sequence if stops_early else None)
-        diagnostics.check_input_scale(xs, self.sigma)
-        thresholds = [self.noise.p_needed(r) for r in targets]
-        certificates = []
-        for pack in self._packs(_numbered(xs, indices, progress, "certify"), min(n0, n)):
-            xs_, streams = [x for x, _ in pack], [self._stream("certify", i) for _, i in pack]
-            selected = self._packed_counts(xs_, [n0] * len(pack), streams).argmax(axis=1)
-            if not targets and tolerance is None:
-                counts = self._packed_counts(xs_, [n] * len(pack), streams)[np.arange(len(pack)), selected]
-                estimates = [(int(k), n, lower_confidence_bound(int(k), n, alpha)) for k in counts]
-            else:
-                procedures = [
-                    sequential.stages(n, bounds, thresholds, tolerance=tolerance, radius=self._radius_of)
-                    for _ in pack
-                ]
-                estimates = self._rounds(xs_, streams, selected, procedures)
-            certificates.extend(
-                self._certificate(x, c, *estimate, n0) for x, c, estimate in zip(xs_, selected, estimates, strict=True)
-            )
+        diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
+        stopping = _Stopping(n, bounds, [self.noise.p_needed(r) for r in targets], tolerance)
+        certificates: list[Certificate] = []
+        for pack in self._packs(pairs, min(n0, n), progress, "certify"):
+            streams = [self._stream("certify", i) for _, i in pack]
+            certificates += self._certify([x for x, _ in pack], streams, n0, stopping)
         return certificates
 
-    def _radius_of(self, p: float) -> float:
-        """The radius certified by a lower bound ``p`` on the top class's probability (0 below 1/2)."""
-        return self.noise.radius(p) if p >= 0.5 else 0.0
+    # The machinery: streams, counts, rounds of sequential estimation, packs ---------------------------------
 
-    def _rounds(self, xs: list[Any], streams: list[Any], selected: np.ndarray, procedures: list) -> list[tuple]:
-        """Run sequential procedures (:func:`rs_plugin.sequential.stages`) side by side: each round draws every
-        undecided example's next stage in shared forward passes. Returns each procedure's result."""
-        results: list[tuple | None] = [None] * len(xs)
+    def counts(self, x: Any, n: int | None = None, *, index: int | None = None, num: int | None = None) -> np.ndarray:
+        """Class counts (length ``num_classes``) of the base classifier on ``n`` noisy copies of ``x`` (``num`` is
+        the deprecated name of ``n``)."""
+        n = positive_int("n", renamed("SmoothedClassifier.counts", "n", n, "num", num))
+        prepared = self.backend.prepare(x)
+        return self._counts([prepared], [n], [self._stream("counts", index)])[0]
+
+    def batch_size_for(self, x: Any) -> int:
+        """The batch size used for inputs like the prepared ``x``: ``batch_size``, or the calibrated one."""
+        return self.batch_size or best_batch_size(self.backend, self.noise, x)[0]
+
+    def _stream(self, purpose: str, index: int | None) -> Any:
+        """The noise stream of ``purpose`` for example ``index``, or of the next call when ``index`` is None."""
+        if check_seed("index", index) is None:
+            purpose, index = "call", self._calls
+            self._calls += 1
+        return self.backend.stream(self.noise, stream_seed(self._root, purpose, index))
+
+    def _counts(self, xs: list[Any], nums: list[int], streams: list[Any]) -> np.ndarray:
+        """Class counts ``(len(xs), num_classes)``: ``nums[e]`` noisy copies of ``xs[e]`` from ``streams[e]``."""
+        return self.backend.counts(xs, nums, streams, self.batch_size_for(xs[0]))
+
+    def _estimate(
+        self, xs: list[Any], streams: list[Any], selected: np.ndarray, stopping: _Stopping
+    ) -> list[tuple[int, int, float]]:
+        """Each input's sequential procedure (:func:`rs_plugin.sequential.stages`), run side by side: each round
+        draws every undecided input's next stage in shared forward passes. Returns ``(count, samples, p_lower)``."""
+        procedures = [
+            sequential.stages(stopping.n, stopping.sequence, stopping.thresholds,
+                              radius_tolerance=stopping.radius_tolerance, radius=self._radius_of)
+            for _ in xs
+        ]
+        results: list[tuple[int, int, float]] = [(0, 0, 0.0)] * len(xs)
         wanted = {e: next(procedure) for e, procedure in enumerate(procedures)}
         while wanted:
             active = list(wanted)
-            counts = self._packed_counts([xs[e] for e in active], [wanted[e] for e in active],
-                                         [streams[e] for e in active])
+            counts = self._counts([xs[e] for e in active], [wanted[e] for e in active], [streams[e] for e in active])
             for e, row in zip(active, counts, strict=True):
                 try:
                     wanted[e] = procedures[e].send(int(row[selected[e]]))
@@ -255,14 +274,21 @@ class SmoothedClassifier:
                     del wanted[e]
         return results
 
-    def _packs(self, pairs: Iterable[tuple[Any, int]], per_example: int) -> Iterator[list[tuple[Any, int]]]:
-        """Consecutive ``(prepared x, index)`` groups whose ``per_example`` copies each fill about one batch."""
-        pack: list[tuple[Any, int]] = []
+    def _radius_of(self, p: float) -> float:
+        """The radius certified by a lower bound ``p`` on the top class's probability (0 below 1/2)."""
+        return self.noise.radius(p) if p >= 0.5 else 0.0
+
+    def _packs(
+        self, pairs: Iterable[tuple[Any, int | None]], per_input: int, progress: bool, desc: str
+    ) -> Iterator[list[tuple[Any, int | None]]]:
+        """Consecutive ``(prepared x, index)`` groups whose ``per_input`` copies each fill about one batch."""
+        total = len(pairs) if isinstance(pairs, Sequence) else None
+        pack: list[tuple[Any, int | None]] = []
         size = None
-        for x, index in pairs:
+        for x, index in tqdm(pairs, total=total, desc=desc, disable=not progress, unit="ex"):
             prepared = self.backend.prepare(x)
             pack.append((prepared, check_seed("index", index)))
-            size = size or max(1, self.batch_size_for(prepared) // per_example)
+            size = size or max(1, self.batch_size_for(prepared) // per_input)
             if len(pack) == size:
                 yield pack
                 pack = []
@@ -276,13 +302,11 @@ def _vote(counts: np.ndarray, alpha: float) -> int:
     return int(first) if top_two_differ(int(counts[first]), int(counts[second]), alpha) else ABSTAIN
 
 
-def _numbered(xs: Iterable[Any], indices: Iterable[int] | None, progress: bool, desc: str) -> Iterable:
-    total = len(xs) if hasattr(xs, "__len__") else None
+def _numbered(xs: Iterable[Any], indices: Iterable[int] | None) -> Sequence[tuple[Any, int]]:
+    """``(x, index)`` for every input: ``indices[k]`` (default ``k``) for input ``k``."""
     if indices is None:
-        pairs = zip(xs, itertools.count())
-    else:
-        indices = list(indices)
-        if total is not None and len(indices) != total:
-            raise ValueError(f"indices has {len(indices)} entries for {total} inputs")
-        pairs = zip(xs, indices, strict=True)
-    return tqdm(pairs, total=total, desc=desc, disable=not progress, unit="ex")
+        return list(zip(xs, itertools.count()))
+    xs, indices = list(xs), list(indices)
+    if len(indices) != len(xs):
+        raise ValueError(f"indices has {len(indices)} entries for {len(xs)} inputs")
+    return list(zip(xs, indices, strict=True))

@@ -1,18 +1,32 @@
-"""Datasets as sequences of ``(x in [0, 1], label)``: scikit-learn's digits in numpy (no framework needed),
-CIFAR-10 and ImageNet from a local folder through the torch adapter (nothing is ever downloaded)."""
+"""Datasets as sequences of ``(x in [0, 1], label)``, by name through the hook ``rs_plugin_add_datasets``.
+
+This module is also the built-in plugin that provides scikit-learn's digits in numpy (no framework needed); the
+torch plugin adds CIFAR-10 and ImageNet, read from a local folder (nothing is ever downloaded).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .extras import require
+from .hookspecs import hookimpl
+from .plugins import collect, lookup
 
-NUM_CLASSES = {"digits": 10, "cifar10": 10, "imagenet": 1000}
 DIGITS_TEST_SIZE = 360
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset a plugin provides: its ``num_classes`` and ``load(split, data_dir)``, which returns a sequence of
+    ``(x in [0, 1], label)`` for ``split`` (``"train"`` or ``"test"``), read from ``data_dir`` when it needs one."""
+
+    num_classes: int
+    load: Callable[[str, str | os.PathLike | None], Sequence[Any]]
 
 
 def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,18 +61,28 @@ class ArrayDataset(Sequence):
         return self.x[index], int(self.y[index])
 
 
+def datasets() -> dict[str, DatasetSpec]:
+    """Every dataset provided by a plugin, by name."""
+    return collect("rs_plugin_add_datasets")
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The dataset ``name``; ``ValueError`` listing the known datasets otherwise."""
+    return lookup("dataset", name, datasets())
+
+
+def num_classes(name: str) -> int:
+    """How many classes the dataset ``name`` has."""
+    return dataset_spec(name).num_classes
+
+
 def load_dataset(name: str, split: str = "test", data_dir: str | os.PathLike | None = None) -> Sequence:
-    """The dataset ``name`` (``digits``, ``cifar10`` or ``imagenet``) as a sequence of ``(x, label)``.
+    """The dataset ``name`` (``digits``, or a plugin's: ``cifar10``, ``imagenet``) as a sequence of ``(x, label)``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return dataset_spec(name).load(split, data_dir)
 
-    Digits needs only scikit-learn. CIFAR-10 is read from ``data_dir`` as torchvision stores it
-    (``cifar-10-batches-py``); ImageNet from ``data_dir/train`` or ``data_dir/val`` as class folders (resized to
-    256, centre-cropped to 224); both need the torch extra.
-    """
-    if name not in NUM_CLASSES:
-        raise ValueError(f"dataset: unknown dataset {name!r}; known: {', '.join(NUM_CLASSES)}")
-    if name == "digits":
-        return ArrayDataset(*digits_arrays(split))
-    require("torchvision", "torch", f"the {name} dataset")
-    from .adapters.datasets import image_folder_dataset
 
-    return image_folder_dataset(name, split, data_dir)
+@hookimpl
+def rs_plugin_add_datasets() -> dict[str, DatasetSpec]:
+    return {"digits": DatasetSpec(10, lambda split, data_dir: ArrayDataset(*digits_arrays(split)))}

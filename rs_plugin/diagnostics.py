@@ -118,7 +118,7 @@ def check_input_scale(xs: Any, sigma: float) -> None:
             low, high = min(lows), max(highs)
         else:
             return
-    except (TypeError, ValueError):  # not numbers: the certification's own checks will say so
+    except (TypeError, ValueError, RuntimeError, NotImplementedError):  # not real numbers: the checks will say so
         return
     if high - low > SPAN_PER_SIGMA * sigma:
         warnings.warn(
@@ -130,6 +130,8 @@ def check_input_scale(xs: Any, sigma: float) -> None:
 
 
 def _extremes(x: Any) -> tuple[float, float]:
+    if np.iscomplexobj(x):  # refused with a one-line error when the inputs are prepared
+        raise TypeError("complex inputs")
     if hasattr(x, "min") and hasattr(x, "max"):  # numpy arrays and torch tensors, on any device
         return float(x.min()), float(x.max())
     values = np.asarray(x, dtype=np.float64)

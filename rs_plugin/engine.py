@@ -1,6 +1,6 @@
 """The noisy-evaluation engine: the one loop that draws noise, adds it to inputs and hands batches to a model.
 
-Every framework has one such loop (numpy here, torch in :mod:`rs_plugin.adapters.torch`); both follow the same
+Every framework has one such loop (numpy here; a framework's backend plugin brings its own); all follow the same
 :func:`plan`. Several examples can share a batch (``nums[e]`` noisy copies of example ``e``, in example order),
 and each example's noise comes from its own stream, so an example's copies do not depend on the batch size or on
 which other examples share its batches.
@@ -41,8 +41,8 @@ def owners(segments: Segments) -> np.ndarray:
     return np.repeat(np.array([e for e, _ in segments], dtype=np.int64), [c for _, c in segments])
 
 
-def per_example(streams: Any, count: int) -> Sequence[Any]:
-    """``streams`` as one stream per example: a sequence of ``count`` streams, or one stream shared by all."""
+def streams_per_input(streams: Any, count: int) -> Sequence[Any]:
+    """``streams`` as one stream per input: a sequence of ``count`` streams, or one stream shared by all."""
     if isinstance(streams, Sequence):
         if len(streams) != count:
             raise ValueError(f"streams: got {len(streams)} streams for {count} examples")
@@ -69,7 +69,7 @@ def noisy_batches(
     """Batches ``(inputs, owner)`` of noisy copies: ``nums[e]`` copies of ``xs[e] + noise`` from ``streams[e]``,
     ``owner[i]`` the example of row ``i``. At most ``batch_size`` rows, written into one reused float32 buffer:
     consume each batch before asking for the next."""
-    streams = per_example(streams, len(xs))
+    streams = streams_per_input(streams, len(xs))
     buffer = np.empty((min(batch_size, sum(nums)), *xs.shape[1:]), dtype=np.float32)
     for segments in plan(nums, batch_size):
         start = 0

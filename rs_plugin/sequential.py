@@ -10,18 +10,17 @@ class and radius are correct, for every stopping rule of** :func:`estimate` (tar
 radius tolerance), exactly as for fixed-n CERTIFY. The stopping rules only decide when to stop; their
 projections never enter a certificate. The selection samples (``n0``) stay separate.
 
-Two confidence sequences (:data:`SEQUENCES`, built by :func:`make_sequence`):
+Fixed-n CERTIFY is the same procedure with one stage (:class:`FixedSequence`: one Clopper-Pearson bound after all
+``n`` samples), so that every CERTIFY runs through :func:`stages`. Two confidence sequences stop early
+(:data:`SEQUENCES`, built by :func:`make_sequence`):
 
 * ``"betting"`` (default, :class:`BettingSequence`): a betting confidence sequence (Waudby-Smith &
   Ramdas 2023), valid at every sample, so the counts are read every 10% of samples at no cost in alpha;
 * ``"bonferroni"`` (:class:`BonferroniSequence`): Clopper-Pearson bounds at doubling checkpoints with
   alpha spent across them by the union bound (Horvath et al., ICLR 2022).
 
-Voracek (2024) studies confidence sequences for these decisions in randomized smoothing. Measured by
-``benchmarks/sequential.py``: the betting sequence certifies an input whose samples all succeed with about
-half the samples, and on digits (four target radii, n = 100,000) used 11.4x fewer forward passes than
-fixed-n CERTIFY against Bonferroni's 6.5x, its table within 2 inputs of fixed n's at each radius (its
-bound at ``n`` is slightly looser than Clopper-Pearson's; Bonferroni's table matched exactly).
+Voracek (2024) studies confidence sequences for these decisions in randomized smoothing; the measured savings are in
+the documentation's measured results (``benchmarks/sequential.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +59,17 @@ class ConfidenceSequence(ABC):
     @abstractmethod
     def lower(self, k: int, t: int) -> float:
         """The lower bound on ``p`` after ``k`` successes in ``t`` samples (``t`` a checkpoint)."""
+
+
+class FixedSequence(ConfidenceSequence):
+    """Fixed-n CERTIFY as a sequence with one checkpoint, ``n``: the one-sided Clopper-Pearson bound at level
+    ``alpha`` (Cohen et al.), which holds with probability at least ``1 - alpha``."""
+
+    def checkpoints(self, n: int) -> list[int]:
+        return [n]
+
+    def lower(self, k: int, t: int) -> float:
+        return lower_confidence_bound(k, t, self.alpha)
 
 
 class BonferroniSequence(ConfidenceSequence):
@@ -113,9 +123,7 @@ class BettingSequence(ConfidenceSequence):
 
     The prior is ``Beta(1, b)``, ``b = 0.1``: nearly log-uniform in ``1 - p``, the scale on which radii
     grow, with much of its mass near ``p = 1``. An input whose samples all succeed is certified at
-    ``p_needed`` after ``(ln(1 / alpha) - ln(B(1 + t, b) / B(1, b))) / -ln(p_needed)`` samples, 7-13% more
-    than a fixed-n Clopper-Pearson bound needs at radii 0.25-0.75 for sigma 0.25 (5,793 against 5,114
-    at 0.75, alpha = 0.001), where the Bonferroni schedule waits for its checkpoint at 12,800.
+    ``p_needed`` after ``(ln(1 / alpha) - ln(B(1 + t, b) / B(1, b))) / -ln(p_needed)`` samples.
     """
 
     growth = 1.1
@@ -154,7 +162,7 @@ def make_sequence(name: str, alpha: float, n: int) -> ConfidenceSequence:
     raise ValueError(f"sequence must be one of {', '.join(SEQUENCES)}, got {name!r}")
 
 
-def tolerance(value: float) -> float:
+def radius_tolerance(value: float) -> float:
     """``value`` as a float; ``ValueError`` unless it is a finite radius tolerance > 0."""
     return positive_number("radius_tolerance", value)
 
@@ -165,7 +173,7 @@ def estimate(
     sequence: ConfidenceSequence,
     thresholds: Sequence[float] = (),
     *,
-    tolerance: float | None = None,
+    radius_tolerance: float | None = None,
     radius: Callable[[float], float] | None = None,
 ) -> tuple[int, int, float]:
     """Draw samples in stages until every question asked is answered, or ``n`` samples are drawn.
@@ -180,18 +188,18 @@ def estimate(
     * a threshold ``tau`` on ``p`` is decided when ``lower >= tau`` (certified) or ``projected < tau``
       (abandoned as out of reach of the samples left; every threshold beyond what ``n`` samples can ever
       certify, ``sequence.lower(n, n)``, is abandoned at the first checkpoint);
-    * with ``tolerance`` (``radius`` turns a bound into a certified radius, 0 below 1/2), the radius is
-      settled when ``radius(projected) - radius(lower) <= tolerance``: more samples, up to ``n``, are not
+    * with ``radius_tolerance`` (``radius`` turns a bound into a certified radius, 0 below 1/2), the radius is
+      settled when ``radius(projected) - radius(lower) <= radius_tolerance``: more samples, up to ``n``, are not
       expected to raise it by more (input-specific sample sizes within a radius tolerance, as in Chen et
       al., "Input-specific robustness certification for randomized smoothing", AAAI 2022).
 
     Sampling stops when every threshold is decided and the radius is settled. Abandoning and settling
     are heuristics that only choose when to stop: a threshold abandoned might still have been certified
-    with all ``n`` samples, and the radius might still have grown by more than ``tolerance`` (the
+    with all ``n`` samples, and the radius might still have grown by more than ``radius_tolerance`` (the
     benchmark counts how often). Returns ``(successes, samples drawn, lower bound)``; with probability at
     least ``1 - alpha`` (the sequence's) the lower bound holds, whenever the procedure stopped.
     """
-    procedure = stages(n, sequence, thresholds, tolerance=tolerance, radius=radius)
+    procedure = stages(n, sequence, thresholds, radius_tolerance=radius_tolerance, radius=radius)
     wanted = next(procedure)
     while True:
         try:
@@ -205,27 +213,27 @@ def stages(
     sequence: ConfidenceSequence,
     thresholds: Sequence[float] = (),
     *,
-    tolerance: float | None = None,
+    radius_tolerance: float | None = None,
     radius: Callable[[float], float] | None = None,
 ) -> Generator[int, int, tuple[int, int, float]]:
     """:func:`estimate` as a generator that yields how many more samples it wants and is sent how many of them
     succeeded, so that several examples' procedures can share forward passes; returns what :func:`estimate`
     returns."""
-    if tolerance is not None and radius is None:
-        raise ValueError("radius: a tolerance needs the function from a bound on p to a radius")
+    if radius_tolerance is not None and radius is None:
+        raise ValueError("radius: a radius tolerance needs the function from a bound on p to a radius")
     count = drawn = 0
     lower = 0.0
     for point in sequence.checkpoints(n):
         count += yield point - drawn
         drawn = point
         lower = sequence.lower(count, drawn)
-        if drawn == n or not (tolerance is not None or any(lower < t for t in thresholds)):
+        if drawn == n or not (radius_tolerance is not None or any(lower < t for t in thresholds)):
             break
         rate = upper_confidence_bound(count, drawn, drawn / (2 * n))
         projected = sequence.lower(count + round((n - drawn) * rate), n)
         if any(lower < t <= projected for t in thresholds):
             continue
-        if tolerance is None or radius(projected) - radius(lower) <= tolerance:
+        if radius_tolerance is None or radius(projected) - radius(lower) <= radius_tolerance:
             break
     return count, drawn, lower
 

@@ -40,7 +40,7 @@ def centroid_classifier() -> Any:
 
 
 def torch_classifier() -> Any:
-    from rs_plugin.adapters.models import load_checkpoint
+    from rs_plugin.adapters.checkpoints import load_checkpoint
 
     return load_checkpoint(WEIGHTS)[0]
 
@@ -101,7 +101,7 @@ def main() -> int:
     import torch
 
     if not WEIGHTS.exists():
-        from rs_plugin.adapters.models import save_checkpoint
+        from rs_plugin.adapters.checkpoints import save_checkpoint
         from rs_plugin.adapters.training import digits_model
 
         save_checkpoint(digits_model(0.25).cpu(), "digits_cnn", WEIGHTS)

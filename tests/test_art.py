@@ -272,7 +272,7 @@ def test_abstention_is_never_class_0():
     estimator = SmoothedEstimator(clf, SIGMA, num_noise=1000, seed=0)
     x = np.full((8, 4), 0.5, dtype=np.float32)
     assert (estimator.predict_class(x, n=1000) == ABSTAIN).all()
-    predictions, radii = estimator.certify(x, 1000, verbose=False)
+    predictions, radii = estimator.certify(x, 1000, progress=False)
     assert (predictions == ABSTAIN).all() and (radii == 0).all()
     votes = estimator.predict(x)
     assert set(votes.argmax(axis=1)) <= {3, 7} and (votes[:, 0] == 0).all()
@@ -281,14 +281,14 @@ def test_abstention_is_never_class_0():
 
 def test_certify_follows_arts_convention_and_matches_the_core(torch_estimator, digits):
     x, _ = digits
-    predictions, radii = torch_estimator.certify(x[:8], 500, batch_size=200, verbose=False)
+    predictions, radii = torch_estimator.certify(x[:8], 500, batch_size=200, progress=False)
     assert predictions.shape == radii.shape == (8,) and predictions.dtype == np.int64
     for i, example in enumerate(x[:8]):
         certificate = torch_estimator.smoothed.certify(example, torch_estimator.n0, 500, 0.001, index=i)
         assert (predictions[i], radii[i]) == (certificate.prediction, certificate.radius)
     assert ((radii > 0) == (predictions != ABSTAIN)).all()
     assert radii.mean() > 0.3
-    assert torch_estimator.batch_size == 1000
+    assert torch_estimator.batch_size is None  # the call's batch_size did not stick
 
 
 def test_noise_comes_before_arts_preprocessing(noisy_digits_net, digits):

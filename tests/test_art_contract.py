@@ -96,7 +96,8 @@ def test_pickle_and_deepcopy_continue_the_same_random_streams(case):
         pytest.skip("ART's PyTorchClassifier unpickles onto cuda:0 when a GPU is present, whatever its device was")
 
     def run(estimator: SmoothedEstimator) -> list[np.ndarray]:
-        outputs = [estimator.predict(x), estimator.predict_class(x, n=50), *estimator.certify(x[:2], 50, verbose=False)]
+        certified = estimator.certify(x[:2], 50, progress=False)
+        outputs = [estimator.predict(x), estimator.predict_class(x, n=50), *certified]
         if kind in DIFFERENTIABLE:
             outputs += [estimator.loss_gradient(x[:3], y[:3]), estimator.class_gradient(x[:3], label=y[:3])]
         return outputs
@@ -132,7 +133,7 @@ def test_save_writes_the_classifier_and_the_smoothing_parameters(case, tmp_path,
             reloaded = SklearnClassifier(pickle.load(file), clip_values=(0, 1))
     again, fresh = SmoothedEstimator(reloaded, **params), SmoothedEstimator(**estimator.get_params())
     np.testing.assert_array_equal(again.predict(x), fresh.predict(x))
-    certified = (e.certify(x[:3], 100, verbose=False) for e in (again, fresh))
+    certified = (e.certify(x[:3], 100, progress=False) for e in (again, fresh))
     for got, want in zip(*certified, strict=True):
         np.testing.assert_array_equal(got, want)
     estimator.save("default-place")
@@ -237,7 +238,7 @@ def test_a_tiny_sigma_gives_the_base_classifier(case):
     votes = estimator.predict(x=x)
     np.testing.assert_allclose(votes.sum(axis=1), 1, atol=1e-6)
     np.testing.assert_array_equal(votes.argmax(axis=1), classifier.predict(x).argmax(axis=1))
-    predictions, radii = estimator.certify(x=x, n=250, verbose=False)
+    predictions, radii = estimator.certify(x=x, n=250, progress=False)
     assert predictions.shape == radii.shape == (len(x),) and (predictions < 10).all()
     assert (radii <= 0.01 * norm.ppf(0.001 ** (1 / 250)) + 1e-12).all()
     if kind in DIFFERENTIABLE:

@@ -46,7 +46,8 @@ def test_certify_reports_the_measured_batch_size_at_start(tmp_path, capsys, digi
     code, _, err = cli(capsys, "predict", "--sigma", "0.25", "--n", "100", "--max-examples", "2", "--out",
                        tmp_path / "p.tsv")
     assert code == 0
-    assert re.search(r"rs-plugin: batch size \d+, the fastest measured \([\d,]+ noisy inputs/s; --batch sets it\)", err)
+    reported = r"rs-plugin: batch size \d+, the fastest measured \([\d,]+ noisy inputs/s; --batch-size sets it\)"
+    assert re.search(reported, err)
 
 
 def test_certify_writes_the_papers_format_with_the_cores_answers(tmp_path, capsys, digits_model_cached, digits_test):
@@ -163,14 +164,15 @@ def cifar_dir(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("arch", ["cifar_resnet20", "cifar_resnet110"])
 def test_a_checkpoint_in_the_papers_format_certifies_cifar10(tmp_path, capsys, cifar_dir, arch):
-    from rs_plugin.adapters.models import get_architecture, save_checkpoint
+    from rs_plugin.adapters.checkpoints import save_checkpoint
+    from rs_plugin.adapters.models import get_architecture
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "checkpoint.pth.tar"
     save_checkpoint(get_architecture(arch), arch, checkpoint)
     out = tmp_path / "cifar.tsv"
     code, _, err = cli(capsys, "certify", "--dataset", "cifar10", "--data-dir", cifar_dir, "--checkpoint", checkpoint,
-                       "--sigma", "0.25", "--n0", "4", "--n", "8", "--alpha", "0.1", "--batch", "8",
+                       "--sigma", "0.25", "--n0", "4", "--n", "8", "--alpha", "0.1", "--batch-size", "8",
                        "--max-examples", "2", "--no-progress", "--out", out)
     assert (code, err) == (0, "")
     results = read_results(out)
@@ -179,7 +181,8 @@ def test_a_checkpoint_in_the_papers_format_certifies_cifar10(tmp_path, capsys, c
 
 
 def bad_inputs(tmp_path: Path) -> list[tuple[list, str]]:
-    from rs_plugin.adapters.models import get_architecture, save_checkpoint
+    from rs_plugin.adapters.checkpoints import save_checkpoint
+    from rs_plugin.adapters.models import get_architecture
 
     not_a_checkpoint = tmp_path / "notes.txt"
     not_a_checkpoint.write_text("hello")
@@ -201,7 +204,7 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list, str]]:
         (["--dataset", "cifar10", "--checkpoint", cifar], "data_dir"),
         (["--dataset", "cifar10", "--checkpoint", cifar, "--data-dir", tmp_path / "nowhere"], "no such folder"),
         (["--dataset", "cifar10", "--checkpoint", cifar, "--data-dir", tmp_path], "no CIFAR-10 in"),
-        (["--dataset", "cifar10", "--data-dir", tmp_path], "give a model or a checkpoint"),
+        (["--dataset", "cifar10", "--data-dir", tmp_path], "give a model for cifar10"),
         (["--model", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
         (["--model", "rs_plugin.adapters.models:no_such_function"], "has no attribute 'no_such_function'"),
         (["--model", "just-a-name"], "expected module:function"),
@@ -271,13 +274,14 @@ def test_resuming_with_other_settings_is_refused_naming_them(tmp_path, capsys, d
     assert code == 1 and err.count("\n") == 1
     assert "its 2 rows were made with other settings (n 100 there, 200 here; alpha 0.001 there, 0.3 here)" in err
     assert out.read_bytes() == before
-    code, _, err = cli(capsys, "certify", *FAST, "--batch", "7", "--max-examples", "4", "--out", out)
+    code, _, err = cli(capsys, "certify", *FAST, "--batch-size", "7", "--max-examples", "4", "--out", out)
     assert (code, err) == (0, "")  # how the rows are computed is not a setting of theirs
     assert read_results(out)["idx"].tolist() == [0, 1, 2, 3]
 
 
 def test_resuming_with_a_checkpoint_of_other_content_is_refused(tmp_path, capsys):
-    from rs_plugin.adapters.models import get_architecture, save_checkpoint
+    from rs_plugin.adapters.checkpoints import save_checkpoint
+    from rs_plugin.adapters.models import get_architecture
 
     checkpoint, out = tmp_path / "model.pt", tmp_path / "out.tsv"
     torch.manual_seed(0)

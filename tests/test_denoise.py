@@ -18,13 +18,15 @@ from torch import nn  # noqa: E402
 
 from rs_plugin import SmoothedClassifier, hookimpl  # noqa: E402
 from rs_plugin.adapters.art import SmoothedEstimator  # noqa: E402
+from rs_plugin.adapters.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from rs_plugin.adapters.denoise import Denoised, DiffusionDenoiser, DnCNN, Ensemble, diffusion_timestep  # noqa: E402
-from rs_plugin.adapters.models import get_architecture, load_checkpoint, save_checkpoint  # noqa: E402
+from rs_plugin.adapters.models import get_architecture  # noqa: E402
+from rs_plugin.adapters.plugins import make_denoiser  # noqa: E402
 from rs_plugin.adapters.torch import SmoothedModule, TorchStream, noisy_batches  # noqa: E402
 from rs_plugin.attacks import SmoothAdvPGD  # noqa: E402
 from rs_plugin.cli import main  # noqa: E402
 from rs_plugin.noises import Gaussian  # noqa: E402
-from rs_plugin.plugins import get_plugin_manager, make_denoiser  # noqa: E402
+from rs_plugin.plugins import get_plugin_manager  # noqa: E402
 from rs_plugin.runs import DatasetTask  # noqa: E402
 from rs_plugin.seeding import stream_seed  # noqa: E402
 
@@ -342,12 +344,11 @@ def test_cli_rejects_a_denoiser_given_as_a_classifier_and_the_reverse(tmp_path, 
         assert code == 1 and message in err and err.count("\n") == 1, err
 
 
-def test_tasks_with_several_checkpoints_pickle_and_one_checkpoint_stays_a_path() -> None:
-    task = DatasetTask("digits", SIGMA, checkpoint=["a.pt", "b.pt", "c.pt"], denoiser="den.pt")
-    assert task.checkpoint == ("a.pt", "b.pt", "c.pt") and pickle.loads(pickle.dumps(task)) == task
-    assert DatasetTask("digits", SIGMA, checkpoint=["a.pt"]).checkpoint == "a.pt"
+def test_tasks_with_several_checkpoints_pickle_and_no_checkpoint_is_refused() -> None:
+    task = DatasetTask("digits", SIGMA, model_options={"checkpoint": ["a.pt", "b.pt", "c.pt"], "denoiser": "den.pt"})
+    assert pickle.loads(pickle.dumps(task)) == task
     with pytest.raises(ValueError, match="checkpoint: give at least one checkpoint file"):
-        DatasetTask("digits", SIGMA, checkpoint=[])
+        DatasetTask("digits", SIGMA, model_options={"checkpoint": []}).load_base()
 
 
 def test_plugins_command_lists_the_builtin_denoiser(capsys) -> None:

@@ -168,7 +168,7 @@ def test_the_art_estimator_refuses_a_diverged_model() -> None:
     with pytest.raises(ValueError, match="NaN or infinite"):
         estimator.predict(x)
     with pytest.raises(ValueError, match="NaN or infinite"):
-        estimator.certify(x, n=100, verbose=False)
+        estimator.certify(x, n=100, progress=False)
 
 
 def test_the_art_estimator_refuses_inputs_outside_its_clip_values(digits_test) -> None:

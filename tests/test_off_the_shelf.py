@@ -3,12 +3,16 @@ the benchmark (benchmarks/denoised_smoothing.py) and with the same code."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from rs_plugin.adapters.off_the_shelf import OffTheShelfConfig, off_the_shelf_experiment
+from off_the_shelf import OffTheShelfConfig, off_the_shelf_experiment
 
 
 @pytest.mark.slow

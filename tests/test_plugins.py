@@ -167,7 +167,7 @@ def test_core_and_analyze_work_without_the_optional_frameworks() -> None:
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[:2] == ["1", "8"] and '"0.5": 0.428' in done.stdout
+    assert done.stdout.splitlines()[:2] == ["1", "11"] and '"0.5": 0.428' in done.stdout
 
 
 SKLEARN_MODEL = '''

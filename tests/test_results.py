@@ -6,7 +6,6 @@ import datetime
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,6 @@ from rs_plugin.results import (
     read_results,
     settings_difference,
     settings_path,
-    task_settings,
 )
 
 COHEN = Path(__file__).parent / "data" / "cohen2019" / "data" / "certify"
@@ -278,28 +276,27 @@ def test_without_rows_a_stale_settings_record_is_replaced(tmp_path):
     assert json.loads(Path(settings_path(path)).read_text())["settings"]["n"] == 100
 
 
-@dataclass(frozen=True)
-class Task:
-    sigma: float
-    n: int = 100
-    checkpoint: str | None = None
-    batch: int = 1000
-    device: str | None = None
-    data_dir: str | None = None
-    new_option: tuple[float, ...] = (0.5,)
-
-
 def test_task_settings_record_every_field_that_changes_the_rows_and_the_checkpoints_content(tmp_path):
+    pytest.importorskip("torch")
+    from rs_plugin.runs import DatasetTask
+
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"weights")
-    settings = task_settings(Task(0.25, checkpoint=str(checkpoint)))
-    assert settings == {"sigma": 0.25, "n": 100, "checkpoint": str(checkpoint), "new_option": [0.5],
-                        "checkpoint_sha256": hashlib.sha256(b"weights").hexdigest()}  # fmt: skip
+
+    def settings_of(path: Path) -> dict:
+        options = {"checkpoint": [str(path)]}
+        return DatasetTask("digits", 0.25, n=100, model_options=options, batch_size=1000, data_dir="d").settings()
+
+    settings = settings_of(checkpoint)
+    assert settings["checkpoint"] == str(checkpoint)
+    assert settings["checkpoint_sha256"] == hashlib.sha256(b"weights").hexdigest()
+    assert settings["sigma"] == 0.25 and settings["n"] == 100 and settings["precision"] == "fp32"
+    assert not {"batch_size", "device", "data_dir", "report", "model_options"} & set(settings)  # how, not what
     moved = tmp_path / "moved.pt"
     checkpoint.rename(moved)
-    assert settings_difference(settings, task_settings(Task(0.25, checkpoint=str(moved)))) == ""
+    assert settings_difference(settings, settings_of(moved)) == ""
     moved.write_bytes(b"other weights")
-    assert settings_difference(settings, task_settings(Task(0.25, checkpoint=str(moved)))).startswith(
+    assert settings_difference(settings, settings_of(moved)).startswith(
         f'checkpoint "{checkpoint}" there, "{moved}" here; checkpoint_sha256 '
     )
 

@@ -127,7 +127,7 @@ MODES = {
     "targets": dict(thresholds=[0.9]),
     # the same, with a target no budget can certify (abandoned at the start) and one certified early
     "futility": dict(thresholds=[0.6, 0.9, 0.99999]),
-    "tolerance": dict(thresholds=[], tolerance=0.02, radius=radius),
+    "tolerance": dict(thresholds=[], radius_tolerance=0.02, radius=radius),
 }
 
 
@@ -242,7 +242,7 @@ def test_betting_needs_fewer_samples_than_bonferroni_on_analytic_points() -> Non
     for p in norm.cdf(np.array([0.5, 1.5, 2.5, 3.5, 4.5])):
         draw = lambda m, p=p: int(rng.binomial(m, p))  # noqa: E731
         for name in used:
-            for options in (dict(thresholds=targets), dict(tolerance=0.05, radius=radius)):
+            for options in (dict(thresholds=targets), dict(radius_tolerance=0.05, radius=radius)):
                 used[name] += estimate(draw, n, make_sequence(name, 0.001, n), **options)[1]
     assert used["betting"] < 0.8 * used["bonferroni"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -199,10 +199,8 @@ def test_rows_made_with_other_settings_or_data_are_refused_untouched(noisy_digit
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("tightness_attack", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """What examples/tightness_attack.py runs: ``rs-plugin tightness``'s module."""
+    return importlib.import_module("rs_plugin.attacks.command")
 
 
 def run_script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -241,7 +239,7 @@ def test_quick_run_end_to_end_reuses_the_cached_models(noisy_digits_net, clean_d
 
 
 def test_checkpoint_option_runs_the_experiment_on_a_given_model(noisy_digits_net, clean_digits_net, tmp_path, capsys):
-    from rs_plugin.adapters.models import save_checkpoint
+    from rs_plugin.adapters.checkpoints import save_checkpoint
 
     script = load_script()
     save_checkpoint(noisy_digits_net, "digits_cnn", tmp_path / "noisy.pt")

@@ -24,20 +24,21 @@ from torch import nn  # noqa: E402
 
 from rs_plugin import hookimpl  # noqa: E402
 from rs_plugin.adapters.datasets import digits_arrays  # noqa: E402
+from rs_plugin.adapters.plugins import make_trainer, trainers  # noqa: E402
 from rs_plugin.adapters.torch import SmoothedModule, TorchStream  # noqa: E402
 from rs_plugin.adapters.trainers import Step, TrainConfig, fit, read_checkpoint  # noqa: E402
 from rs_plugin.adapters.trainers.macer import soft_radius_gap  # noqa: E402
 from rs_plugin.adapters.trainers.smoothmix import mixup  # noqa: E402
 from rs_plugin.cli import main  # noqa: E402
 from rs_plugin.noises import Gaussian  # noqa: E402
-from rs_plugin.plugins import get_plugin_manager, make_trainer, trainers  # noqa: E402
+from rs_plugin.plugins import get_plugin_manager  # noqa: E402
 from rs_plugin.seeding import stream_seed  # noqa: E402
 
 METHODS = ("standard", "gaussian", "smoothadv", "consistency", "macer", "smoothmix", "denoiser")
 FAST = {  # hyperparameters for seconds-long tests; warm-ups off so that the objective stays fixed
-    "smoothadv": {"warmup": 1, "m": 2},
+    "smoothadv": {"warmup": 1, "num_noise": 2},
     "smoothmix": {"warmup": 1},
-    "macer": {"k": 4},
+    "macer": {"num_noise": 4},
 }
 
 
@@ -135,7 +136,7 @@ def test_consistency_kl_term_vanishes_when_all_copies_agree(digits):
 def test_consistency_loss_is_the_papers_formula_on_the_copies(digits):
     x, y = digits[0][:8], digits[1][:8]
     model = Recorder(linear())
-    loss, _ = make("consistency", m=3, lbd=7.0, eta=0.25).loss(model, x, y, step_for())
+    loss, _ = make("consistency", num_noise=3, lbd=7.0, eta=0.25).loss(model, x, y, step_for())
     copies = model.net(model.inputs[0]).view(8, 3, 10)  # copies of an input are consecutive
     probs = copies.softmax(-1)
     mean = probs.mean(1)
@@ -193,7 +194,7 @@ def test_smoothmix_adversary_takes_steps_of_alpha_inside_the_unit_box(digits):
 def test_smoothmix_without_mixup_is_the_cross_entropy_on_the_adversarys_noise(digits):
     x, y = digits[0][:8], digits[1][:8]
     model = Recorder(linear())
-    loss, _ = make("smoothmix", eta=0.0, m=2).loss(model, x, y, step_for())
+    loss, _ = make("smoothmix", eta=0.0, num_noise=2).loss(model, x, y, step_for())
     clean, mixed = model.inputs[-2:]  # the clean copies, then the mixed ones
     torch.testing.assert_close(loss, F.cross_entropy(model.net(clean), y.repeat_interleave(2)))
     x_mix = (mixed - (clean - x.repeat_interleave(2, 0))).view(8, 2, -1)
@@ -203,7 +204,7 @@ def test_smoothmix_without_mixup_is_the_cross_entropy_on_the_adversarys_noise(di
 def test_smoothadv_trains_on_the_noise_its_attack_held_fixed_within_eps(digits):
     x, y = digits[0][:8], digits[1][:8]
     model = Recorder(linear())
-    trainer = make("smoothadv", eps=0.5, steps=2, m=3, warmup=4)
+    trainer = make("smoothadv", eps=0.5, steps=2, num_noise=3, warmup=4)
     loss, logits = trainer.loss(model, x, y, step_for(epoch=1))  # warm-up: eps 0.5 * 2 / 4
     first_attack, trained = next(i for i in model.inputs if len(i) == 24), model.inputs[-1]
     noise = first_attack - x.repeat_interleave(3, 0)  # the attack starts at x
@@ -217,7 +218,7 @@ def test_smoothadv_trains_on_the_noise_its_attack_held_fixed_within_eps(digits):
 def test_step_noise_with_a_seed_is_the_smoothed_modules_noise(digits):
     x = digits[0][:4]
     model = Recorder(linear())
-    SmoothedModule(model, 0.5, num_noise=3)(x, noise_seed=11)
+    SmoothedModule(model, 0.5, num_noise=3, batch_size=12)(x, noise_seed=11)
     torch.testing.assert_close(step_for().noisy(x, 3, seed=11).flatten(0, 1), model.inputs[0])
 
 
@@ -240,7 +241,7 @@ def test_denoiser_objectives_are_the_papers(digits, classifier):
 def test_each_method_lowers_its_loss_in_a_few_epochs(method, digits, classifier):
     trainer = make(method, classifier)
     model = TinyDenoiser() if method == "denoiser" else linear()
-    fit(trainer, model, digits, TrainConfig(epochs=3, batch_size=64, lr=0.01))
+    fit(trainer, model, digits, TrainConfig(epochs=3, inputs_per_step=64, lr=0.01))
     losses = [entry["loss"] for entry in trainer.history]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert not model.training
@@ -315,11 +316,11 @@ def test_resuming_with_other_settings_is_refused_naming_the_difference(digits, t
     fit(make("consistency"), linear(), digits, TrainConfig(epochs=1), checkpoint=path)
     before = path.read_bytes()
     cases = [
-        (make_trainer("consistency", 0.25), TrainConfig(epochs=2), "sigma=0.5, this run has sigma=0.25"),
-        (make("consistency", lbd=1.0), TrainConfig(epochs=2), "option.lbd=5.0, this run has option.lbd=1.0"),
-        (make("macer"), TrainConfig(epochs=2), "method='consistency', this run has method='macer'"),
-        (make("consistency"), TrainConfig(epochs=2, lr=0.01), "lr=0.001, this run has lr=0.01"),
-        (make("consistency"), TrainConfig(epochs=2, seed=1), "seed=0, this run has seed=1"),
+        (make_trainer("consistency", 0.25), TrainConfig(epochs=2), "sigma 0.5 there, 0.25 here"),
+        (make("consistency", lbd=1.0), TrainConfig(epochs=2), "option.lbd 5.0 there, 1.0 here"),
+        (make("macer"), TrainConfig(epochs=2), 'method "consistency" there, "macer" here'),
+        (make("consistency"), TrainConfig(epochs=2, lr=0.01), "lr 0.001 there, 0.01 here"),
+        (make("consistency"), TrainConfig(epochs=2, seed=1), "seed 0 there, 1 here"),
     ]
     for trainer, config, message in cases:
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
@@ -341,8 +342,8 @@ def test_bad_arguments_give_one_line_errors():
         (lambda: make_trainer("gaussian", -1.0), ValueError, "sigma must be a positive finite number"),
         (lambda: make_trainer("gaussian", 0.5, noise="pink"), ValueError, "unknown noise 'pink'"),
         (lambda: make_trainer("consistency", 0.5, lbda=1), ValueError, "consistency has no option 'lbda'; its opt"),
-        (lambda: make_trainer("consistency", 0.5, m=1), ValueError, "m must be at least 2"),
-        (lambda: make_trainer("macer", 0.5, k="many"), ValueError, "option: k must be int, got 'many'"),
+        (lambda: make_trainer("consistency", 0.5, num_noise=1), ValueError, "num_noise must be at least 2"),
+        (lambda: make_trainer("macer", 0.5, k="many"), ValueError, "option: num_noise must be int, got 'many'"),
         (lambda: make_trainer("smoothmix", 0.5, mix_step=2), ValueError, r"mix_step must lie in \[0, steps=2\)"),
         (lambda: make_trainer("smoothadv", 0.5, eps=0.0), ValueError, "eps must be a finite number > 0"),
         (lambda: make_trainer("denoiser", 0.5, objective="l1"), ValueError, "objective must be one of stability"),
@@ -388,7 +389,7 @@ def test_built_in_methods_are_entry_point_plugins_and_a_third_party_one_joins_th
 
 
 def test_listing_the_methods_does_not_import_torch():
-    code = ("import sys, rs_plugin.plugins as p; names = sorted(p.trainers()); "
+    code = ("import sys, rs_plugin.adapters.plugins as p; names = sorted(p.trainers()); "
             "print(names, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -400,7 +401,7 @@ def test_listing_the_methods_does_not_import_torch():
 
 def test_cli_gaussian_training_gives_exactly_the_cached_digits_model(tmp_path, capsys):
     """`rs-plugin train --method gaussian` is `digits_model`'s recipe: the same initial weights and the same run."""
-    from rs_plugin.adapters.models import load_checkpoint
+    from rs_plugin.adapters.checkpoints import load_checkpoint
     from rs_plugin.adapters.training import digits_model
 
     out = tmp_path / "g.pt"
@@ -429,7 +430,7 @@ def test_cli_train_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_run
     """`kill -9` after the first checkpoint; the same command again ends with one uninterrupted run's weights."""
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "rs_plugin.cli", "train", "--method", "consistency", "--sigma", "0.5",
-                "--epochs", "4", "--batch", "128", "--no-progress", "--out", str(out)]
+                "--epochs", "4", "--inputs-per-step", "128", "--no-progress", "--out", str(out)]
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed.pt"
@@ -527,7 +528,7 @@ def test_cli_trains_cifar10_from_a_local_folder_and_certifies_the_checkpoint(tmp
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}))
     out, results = tmp_path / "resnet.pt", tmp_path / "resnet.tsv"
     assert main(["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"), "--arch", "cifar_resnet20",
-                 "--method", "gaussian", "--sigma", "0.25", "--epochs", "1", "--batch", "4", "--no-progress",
+                 "--method", "gaussian", "--sigma", "0.25", "--epochs", "1", "--inputs-per-step", "4", "--no-progress",
                  "--out", str(out)]) == 0
     saved = read_checkpoint(out)
     assert (saved["arch"], saved["epoch"], saved["settings"]["dataset"]) == ("cifar_resnet20", 1, "cifar10")

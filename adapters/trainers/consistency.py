@@ -4,6 +4,7 @@ classifiers*, NeurIPS 2020."""
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,27 +12,29 @@ from torch import nn
 
 from rs_plugin.checks import non_negative, positive_int
 
-from .loop import Step, Trainer
+from .trainer import Step, Trainer
 
 
 @dataclasses.dataclass(frozen=True)
 class ConsistencyConfig:
-    """``m`` noisy copies per input, ``lbd`` (lambda) the weight of the consistency term, ``eta`` that of the
-    entropy term. The paper's MNIST setting at sigma 0.5 (m = 2, lambda = 5, eta = 0.5) suits digits."""
+    """``num_noise`` noisy copies per input (the paper's m; ``m`` is its deprecated name), ``lbd`` (lambda) the weight
+    of the consistency term, ``eta`` that of the entropy term. The paper's MNIST setting at sigma 0.5 (m = 2,
+    lambda = 5, eta = 0.5)."""
 
-    m: int = 2
+    RENAMED: ClassVar[dict[str, str]] = {"m": "num_noise"}
+    num_noise: int = 2
     lbd: float = 5.0
     eta: float = 0.5
 
     def __post_init__(self) -> None:
-        if positive_int("m", self.m) < 2:
-            raise ValueError(f"m must be at least 2 (consistency compares noisy copies), got {self.m}")
+        if positive_int("num_noise", self.num_noise) < 2:
+            raise ValueError(f"num_noise must be at least 2 (consistency compares noisy copies), got {self.num_noise}")
         non_negative("lbd", self.lbd)
         non_negative("eta", self.eta)
 
 
 class Consistency(Trainer):
-    """Cross-entropy on ``m`` noisy copies plus the consistency of their predictions:
+    """Cross-entropy on ``m = num_noise`` noisy copies plus the consistency of their predictions:
 
         ``L = 1/m sum_i CE(f(x + delta_i), y) + lbd * 1/m sum_i KL(F_bar || F(x + delta_i)) + eta * H(F_bar)``,
 
@@ -44,7 +47,7 @@ class Consistency(Trainer):
     Config = ConsistencyConfig
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
-        m, lbd, eta = self.config.m, self.config.lbd, self.config.eta
+        m, lbd, eta = self.config.num_noise, self.config.lbd, self.config.eta
         logits = model(step.noisy(x, m).flatten(0, 1)).view(len(x), m, -1)
         log_probs = logits.log_softmax(-1)
         mean = log_probs.exp().mean(1)  # F_bar, (B, K)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..torch import eval_mode, module_device
-from .loop import Step, Trainer
+from .trainer import Step, Trainer
 
 OBJECTIVES = ("stability", "mse")
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .loop import Step, Trainer
+from .trainer import Step, Trainer
 
 
 class Gaussian(Trainer):

@@ -7,13 +7,14 @@ from typing import Any
 
 import torch
 
-from rs_plugin.datasets import NUM_CLASSES
-from rs_plugin.plugins import make_trainer
+from rs_plugin.datasets import digits_arrays, load_dataset, num_classes
 from rs_plugin.seeding import stream_seed
 
-from ..datasets import digits_arrays, image_folder_dataset
-from ..models import ARCHITECTURES, get_architecture, load_checkpoint
-from .loop import TrainConfig, fit, read_checkpoint
+from ..checkpoints import load_checkpoint
+from ..models import get_architecture
+from ..plugins import architectures, make_trainer
+from .checkpoint import read_checkpoint
+from .fit import TrainConfig, fit
 
 CLASSIFIERS = {"digits": "digits_cnn", "cifar10": "cifar_resnet110", "imagenet": "resnet50"}
 """The default architecture of a classifier for each dataset; a denoiser's is ``dncnn_<dataset>``."""
@@ -37,14 +38,14 @@ def train_dataset(
     """Train ``method`` on the training split of ``dataset`` into the checkpoint ``out`` (resuming it if it exists);
     returns the checkpoint. ``classifier`` is the frozen classifier's checkpoint for the denoiser method. The model
     starts from ``stream_seed(seed, "init")``: the digits CNN trained with ``gaussian`` is ``digits_model``'s."""
-    if dataset not in NUM_CLASSES:
-        raise ValueError(f"dataset: unknown dataset {dataset!r}; known: {', '.join(NUM_CLASSES)}")
+    classes = num_classes(dataset)
     config = config or TrainConfig()
     extra = {} if classifier is None else {"classifier": load_checkpoint(classifier, option="--classifier")[0]}
     trainer = make_trainer(method, sigma, noise=noise, **(options or {}), **extra)
     arch = arch or (CLASSIFIERS[dataset] if trainer.trains == "classifier" else f"dncnn_{dataset}")
-    if arch in ARCHITECTURES and ARCHITECTURES[arch][3] not in (None, NUM_CLASSES[dataset]):
-        raise ValueError(f"arch: {arch} has {ARCHITECTURES[arch][3]} classes, {dataset} has {NUM_CLASSES[dataset]}")
+    known = architectures().get(arch)
+    if known is not None and known.num_classes not in (None, classes):
+        raise ValueError(f"arch: {arch} has {known.num_classes} classes, {dataset} has {classes}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream_seed(config.seed, "init"))
         model = get_architecture(arch)
@@ -56,7 +57,7 @@ def train_dataset(
     else:
         order = torch.Generator().manual_seed(stream_seed(config.seed, "shuffle"))
         data = torch.utils.data.DataLoader(
-            image_folder_dataset(dataset, "train", data_dir), batch_size=config.batch_size, shuffle=True,
+            load_dataset(dataset, "train", data_dir), batch_size=config.inputs_per_step, shuffle=True,
             generator=order, num_workers=min(8, os.cpu_count() or 1), pin_memory=device.startswith("cuda"),
         )
     fit(trainer, model, data, config, checkpoint=out, arch=arch, settings={"dataset": dataset}, progress=progress)

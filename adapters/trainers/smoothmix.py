@@ -4,6 +4,7 @@ robustness*, NeurIPS 2021."""
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -12,17 +13,19 @@ from torch import nn
 from rs_plugin.checks import non_negative, positive_int, positive_number
 
 from ..torch import SmoothedModule, eval_mode
-from .loop import Step, Trainer
+from .trainer import Step, Trainer
 
 
 @dataclasses.dataclass(frozen=True)
 class SmoothMixConfig:
-    """``m`` noise samples per input, ``eta`` the weight of the mixup term, ``steps`` (T) and ``alpha`` the SmoothMix
-    adversary's steps and step size, ``mix_step`` the adversary's iterate used as the clean end of the mix (0: the
-    input itself), ``warmup`` the epochs over which ``eta`` and the clean end's radius grow linearly. The paper's
-    MNIST settings (alpha 1, mix_step 0, eta 5) with T 2 and m 2 (it used 4 and 4 at sigma 0.5) suit digits."""
+    """``num_noise`` noise samples per input (the paper's m; ``m`` is its deprecated name), ``eta`` the weight of the
+    mixup term, ``steps`` (T) and ``alpha`` the SmoothMix adversary's steps and step size (the paper's names),
+    ``mix_step`` the adversary's iterate used as the clean end of the mix (0: the input itself), ``warmup`` the epochs
+    over which ``eta`` and the clean end's radius grow linearly. The paper's MNIST settings (alpha 1, mix_step 0,
+    eta 5) with T 2 and m 2 (it used 4 and 4 at sigma 0.5)."""
 
-    m: int = 2
+    RENAMED: ClassVar[dict[str, str]] = {"m": "num_noise"}
+    num_noise: int = 2
     eta: float = 5.0
     steps: int = 2
     alpha: float = 1.0
@@ -30,7 +33,7 @@ class SmoothMixConfig:
     warmup: int = 10
 
     def __post_init__(self) -> None:
-        positive_int("m", self.m)
+        positive_int("num_noise", self.num_noise)
         non_negative("eta", self.eta)
         positive_int("steps", self.steps)
         positive_number("alpha", self.alpha)
@@ -67,8 +70,8 @@ class SmoothMix(Trainer):
     def adversary(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[torch.Tensor]:
         """The SmoothMix adversary's iterates ``x_0 = x, x_1, ..., x_T`` on the noise of ``seed`` (model in eval
         mode, no gradient to its parameters)."""
-        smoothed = SmoothedModule(model, self.noise.sigma, num_noise=self.config.m, noise=self.noise.name,
-                                  batch_size=self.config.m * len(x))
+        smoothed = SmoothedModule(model, self.noise.sigma, num_noise=self.config.num_noise,
+                                  noise=self.noise.name, batch_size=self.config.num_noise * len(x))
         iterates = [x.detach()]
         with eval_mode(model):
             for _ in range(self.config.steps):
@@ -85,12 +88,13 @@ class SmoothMix(Trainer):
         iterates = self.adversary(model, x, y, seed)
         start = (x + (iterates[c.mix_step] - x).renorm(2, 0, c.alpha * c.mix_step * warmup)).clamp(0, 1)
         end = iterates[-1]
-        logits = model(step.noisy(x, c.m, seed=seed).flatten(0, 1)).view(len(x), c.m, -1)
+        m = c.num_noise
+        logits = model(step.noisy(x, m, seed=seed).flatten(0, 1)).view(len(x), m, -1)
         smoothed = logits.softmax(-1).mean(1)  # G(x)
-        cross_entropy = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(c.m))
+        cross_entropy = F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(m))
         lam = torch.rand(len(x), generator=step.generator, device=x.device) / 2
         x_mix, y_mix = mixup(start, end, smoothed, lam)
-        log_mix = model(step.noisy(x_mix, c.m, seed=seed).flatten(0, 1)).view(len(x), c.m, -1).log_softmax(-1)
+        log_mix = model(step.noisy(x_mix, m, seed=seed).flatten(0, 1)).view(len(x), m, -1).log_softmax(-1)
         kl = (torch.special.xlogy(y_mix, y_mix)[:, None] - y_mix[:, None] * log_mix).sum(-1).mean(1)
         correct = (smoothed.argmax(-1) == y).float()
         return cross_entropy + c.eta * warmup * (correct * kl).mean(), logits

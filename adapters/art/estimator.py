@@ -1,221 +1,43 @@
-"""ART support: :class:`SmoothedEstimator`, the smoothed classifier of any ART classifier as an ART estimator,
-and the backend through which :class:`rs_plugin.SmoothedClassifier` evaluates ART classifiers.
+""":class:`SmoothedEstimator`: the smoothed classifier of any ART classifier as an ART estimator.
 
 Noise is always added to the raw input, before the classifier's own preprocessing (ART's ``preprocessing``
 mean/std and its preprocessing defences): in ``predict``, the gradients, ``certify`` and ``fit`` alike.
-A ``PyTorchClassifier`` whose preprocessing runs in torch is evaluated (and differentiated) in torch on its
-device; any other ART classifier through its own ``predict`` and ``class_gradient``.
 """
 
 from __future__ import annotations
 
 import json
 import numbers
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from art import config
-from art.estimators.classification import PyTorchClassifier
 from art.estimators.classification.classifier import ClassGradientsMixin, ClassifierMixin
 from art.estimators.classification.scikitlearn import ScikitlearnLogisticRegression
 from art.estimators.estimator import BaseEstimator, LossGradientsMixin, NeuralNetworkMixin
-from torch import nn
 
 from rs_plugin import checks, engine
-from rs_plugin.backends import Backend, CallableBackend, check_scores, diverged
+from rs_plugin.atomic import write_atomically
+from rs_plugin.backends import check_scores
 from rs_plugin.checks import positive_int, probability
 from rs_plugin.checks import seed as check_seed
 from rs_plugin.core import SmoothedClassifier
+from rs_plugin.deprecation import renamed
 from rs_plugin.engine import NumpyStream
-from rs_plugin.noises import Noise
 from rs_plugin.plugins import make_noise
 from rs_plugin.seeding import fresh_entropy, stream_seed
 
-from .torch import TorchBackend, TorchStream, check_logits, eval_mode, module_device, noisy_batches
+from ..torch import module_device
+from .averages import ArtSoftmax, TorchSoftmax
+from .backend import check_classifier, torch_model
+from .losses import dlr
 
 _TINY = 1e-20  # floor of an averaged probability before its logarithm or a division by it
-_DLR_FLOOR = 1e-12  # added to the DLR's denominator, as by Croce & Hein
 _OUTPUTS, _LOSSES = ("votes", "logits"), ("cross_entropy", "difference_logits_ratio")
 _BASE_OUTPUTS = ("logits", "probabilities")
 
-
-def _check_classifier(classifier: Any) -> None:
-    if not (isinstance(classifier, ClassifierMixin) and isinstance(classifier, BaseEstimator)):
-        raise TypeError(
-            f"classifier must be an ART classifier (e.g. art.estimators.classification.PyTorchClassifier or "
-            f"SklearnClassifier), got {type(classifier).__module__}.{type(classifier).__qualname__}"
-        )
-
-
-class ArtTorchModel(nn.Module):
-    """What a ``PyTorchClassifier`` computes at predict time, as one ``nn.Module``: its torch preprocessing
-    (preprocessing defences, then ``preprocessing`` mean/std), then its model. Noise added to this module's
-    input is added before ART's preprocessing, and gradients flow through it."""
-
-    def __init__(self, classifier: PyTorchClassifier) -> None:
-        super().__init__()
-        self.classifier = classifier
-        self.model = classifier.model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for operation in self.classifier.preprocessing_operations:
-            if operation.apply_predict:
-                x, _ = operation.forward(x)
-        return self.model(x)
-
-
-def torch_model(classifier: Any) -> ArtTorchModel | None:
-    """The :class:`ArtTorchModel` of a ``PyTorchClassifier``, or ``None`` for any other classifier and for one
-    whose preprocessing does not run in torch or that has postprocessing defences (those go through ``predict``)."""
-    if (
-        not isinstance(classifier, PyTorchClassifier)
-        or not classifier.all_framework_preprocessing
-        or classifier.postprocessing_defences
-    ):
-        return None
-    return ArtTorchModel(classifier)
-
-
-class _CheckedShape:
-    """A backend that first checks each input against the ART classifier's ``input_shape``."""
-
-    def __init__(self, backend: Backend, input_shape: tuple[int, ...]) -> None:
-        self.backend = backend
-        self.input_shape = tuple(input_shape)
-
-    def prepare(self, x: Any) -> Any:
-        if tuple(np.shape(x)) != self.input_shape:
-            raise ValueError(
-                f"x must be one input of the ART classifier's input_shape {self.input_shape} (no batch "
-                f"dimension), got shape {tuple(np.shape(x))}"
-            )
-        return self.backend.prepare(x)
-
-    def stream(self, noise: Noise, seed: int) -> Any:
-        return self.backend.stream(noise, seed)
-
-    def counts(self, xs: Any, nums: Any, streams: Any, batch_size: int) -> np.ndarray:
-        return self.backend.counts(xs, nums, streams, batch_size)
-
-
-def art_backend(classifier: Any, num_classes: int, device: Any = None) -> Backend:
-    """The backend for an ART classifier: :class:`~rs_plugin.adapters.torch.TorchBackend` on its
-    :func:`torch_model` when it has one, else its ``predict`` on numpy batches. Noise comes before its preprocessing.
-
-    Raises ``ValueError`` when ``num_classes`` differs from its ``nb_classes`` or ``device`` from its device.
-    """
-    _check_classifier(classifier)
-    if classifier.input_shape is None:
-        raise ValueError("classifier: its input_shape is unknown (a scikit-learn model must be fitted first)")
-    if num_classes != classifier.nb_classes:
-        raise ValueError(
-            f"num_classes={num_classes} differs from the ART classifier's nb_classes={classifier.nb_classes}"
-        )
-    model = torch_model(classifier)
-    if model is None:
-        if device is not None:
-            raise ValueError(f"device={device!r}: this ART classifier runs where it is; pass device=None")
-        backend: Backend = CallableBackend(classifier.predict, num_classes)
-    else:
-        where = module_device(model)
-        if device is not None and not _same_device(torch.device(device), where):
-            raise ValueError(f"device={device!r}: the PyTorchClassifier runs on {where}; create it there instead")
-        backend = TorchBackend(model, num_classes)
-    return _CheckedShape(backend, classifier.input_shape)
-
-
-def _same_device(wanted: torch.device, actual: torch.device) -> bool:
-    return wanted.type == actual.type and wanted.index in (None, actual.index)
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def _add_rows(total: np.ndarray, owner: np.ndarray, values: np.ndarray) -> None:
-    """``total[owner[i]] += values[i]`` for sorted ``owner`` (noisy copies of one input are consecutive rows)."""
-    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-    total[owner[first]] += np.add.reduceat(values, first, axis=0)
-
-
-class _TorchSoftmax:
-    """Votes and noise-averaged softmax of a torch model, and the softmax's input gradients, computed on the
-    model's device by the torch noisy-evaluation loop, with at most ``batch_size`` noisy copies (and their autograd
-    graph) in memory at a time. Input ``e`` draws from the stream ``stream_seed(seed, "input", e)``."""
-
-    def __init__(self, model: nn.Module, num_classes: int, noise: Noise, probabilities: bool) -> None:
-        self.model, self.num_classes, self.noise, self.probabilities = model, num_classes, noise, probabilities
-
-    def average(
-        self, x: np.ndarray, num: int, seed: int, batch_size: int, labels: np.ndarray | None, gradient: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        device, k = module_device(self.model), self.num_classes
-        inputs = torch.as_tensor(x, device=device).requires_grad_(gradient)
-        probs, votes = torch.zeros(len(x), k, device=device), torch.zeros(len(x), k, device=device)
-        grads = torch.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:]), device=device)
-        targets = None if labels is None else torch.as_tensor(labels, device=device)
-        streams = [TorchStream(self.noise, stream_seed(seed, "input", e), device) for e in range(len(x))]
-        with eval_mode(self.model), torch.set_grad_enabled(gradient):
-            for batch, owner in noisy_batches(inputs, [num] * len(x), streams, batch_size, differentiable=gradient):
-                scores = self.model(batch)
-                check_logits(scores, len(owner), k)
-                p = scores if self.probabilities else scores.softmax(1)
-                probs.index_add_(0, owner, p.detach())
-                votes.index_add_(0, owner, nn.functional.one_hot(scores.detach().argmax(1), k).float())
-                if gradient and targets is not None:
-                    grads += torch.autograd.grad(p.gather(1, targets[owner, None]).sum(), inputs)[0]
-                elif gradient:
-                    for c in range(k):
-                        grads[:, c] += torch.autograd.grad(p[:, c].sum(), inputs, retain_graph=c < k - 1)[0]
-        grads = (grads / num).cpu().numpy() if gradient else None
-        return (probs / num).cpu().numpy(), (votes / num).cpu().numpy(), grads
-
-
-class _ArtSoftmax:
-    """Votes and noise-averaged softmax of any ART classifier, and the softmax's input gradients composed from
-    the classifier's own ``class_gradient`` on the noisy copies, from the numpy noisy-evaluation loop
-    (``batch_size`` copies at a time; input ``e`` draws from the stream ``stream_seed(seed, "input", e)``)."""
-
-    def __init__(
-        self, classifier: Any, num_classes: int, noise: Noise, probabilities: bool, gradient_of_logits: bool
-    ) -> None:
-        self.classifier, self.num_classes, self.noise = classifier, num_classes, noise
-        self.probabilities, self.gradient_of_logits = probabilities, gradient_of_logits
-
-    def average(
-        self, x: np.ndarray, num: int, seed: int, batch_size: int, labels: np.ndarray | None, gradient: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        k = self.num_classes
-        probs, votes = np.zeros((len(x), k)), np.zeros((len(x), k))
-        grads = np.zeros((len(x), *(() if labels is not None else (k,)), *x.shape[1:])) if gradient else None
-        streams = [NumpyStream(self.noise, stream_seed(seed, "input", e)) for e in range(len(x))]
-        for batch, owner in engine.noisy_batches(x, [num] * len(x), streams, batch_size):
-            scores = np.asarray(self.classifier.predict(batch), dtype=np.float64)
-            check_scores(scores.shape, len(owner), k)
-            if not np.isfinite(scores).all():
-                raise diverged("scores", len(owner))
-            p = scores if self.probabilities else _softmax(scores)
-            _add_rows(probs, owner, p)
-            np.add.at(votes, (owner, scores.argmax(axis=1)), 1)
-            if gradient:
-                _add_rows(grads, owner, self._gradient(batch, p, None if labels is None else labels[owner]))
-        grads = None if grads is None else (grads / num).astype(np.float32)
-        return (probs / num).astype(np.float32), (votes / num).astype(np.float32), grads
-
-    def _gradient(self, batch: np.ndarray, p: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
-        """Gradients of the probabilities ``p`` (of ``labels``, or of every class) at the rows of ``batch``."""
-        if not self.gradient_of_logits:
-            if labels is None:
-                return np.asarray(self.classifier.class_gradient(batch))
-            return np.asarray(self.classifier.class_gradient(batch, label=labels))[:, 0]
-        jacobian = np.asarray(self.classifier.class_gradient(batch))  # of the logits z: (B, K, *shape)
-        p = p.reshape(p.shape + (1,) * (jacobian.ndim - 2))
-        jacobian = p * (jacobian - (p * jacobian).sum(axis=1, keepdims=True))  # d softmax_c = p_c (dz_c - E_p[dz])
-        return jacobian if labels is None else jacobian[np.arange(len(jacobian)), labels]
 
 
 def _base_output(classifier: Any, base_output: str | None) -> str:
@@ -244,21 +66,6 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 def _per_input(values: np.ndarray, ndim: int) -> np.ndarray:
     """``values`` (one per input, or per input and class) shaped to broadcast against gradients of ``ndim`` axes."""
     return values.reshape(values.shape + (1,) * (ndim - values.ndim))
-
-
-def _dlr(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The difference-of-logits ratio of Croce & Hein (2020), ``-(z_y - max_{i != y} z_i) / (z_(1) - z_(3))`` for each
-    row ``z`` of ``logits``, and its derivative in ``z`` with the ranking held fixed: ``(loss (N,), slope (N, K))``."""
-    rows = np.arange(len(logits))
-    order = np.argsort(-logits, axis=1, kind="stable")
-    other = np.where(order[:, 0] == labels, order[:, 1], order[:, 0])
-    margin = logits[rows, labels] - logits[rows, other]
-    scale = logits[rows, order[:, 0]] - logits[rows, order[:, 2]] + _DLR_FLOOR
-    slope = np.zeros_like(logits)
-    for column, value in ((labels, -1 / scale), (other, 1 / scale), (order[:, 0], margin / scale**2),
-                          (order[:, 2], -margin / scale**2)):
-        np.add.at(slope, (rows, column), value)
-    return -margin / scale, slope
 
 
 class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin, NeuralNetworkMixin, BaseEstimator):
@@ -300,18 +107,18 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         num_noise: int = 100,
         n0: int = 100,
         alpha: float = 0.001,
-        batch_size: int = 1000,
+        batch_size: int | None = None,
         seed: int | None = None,
         output: str = "votes",
         loss: str = "cross_entropy",
         base_output: str | None = None,
     ) -> None:
-        _check_classifier(classifier)
+        check_classifier(classifier)
         self._noise = make_noise(noise, sigma)
         self.num_noise = positive_int("num_noise", num_noise)
         self.n0 = positive_int("n0", n0)
         self.alpha = probability("alpha", alpha)
-        self._batch_size = positive_int("batch_size", batch_size)
+        self._batch_size = None if batch_size is None else positive_int("batch_size", batch_size)
         self._seed = check_seed("seed", seed)
         self.output = _choice("output", output, _OUTPUTS)
         self.loss = _choice("loss", loss, _LOSSES)
@@ -336,8 +143,8 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
 
     classifier = property(lambda self: self._classifier, doc="The wrapped ART classifier.")
     sigma = property(lambda self: self._noise.sigma, doc="The noise's standard deviation.")
-    noise = property(lambda self: self._noise.name, doc="The noise family's name.")
-    batch_size = property(lambda self: self._batch_size, doc="Noisy copies evaluated at a time.")
+    noise = property(lambda self: self._noise, doc="The noise (a :class:`~rs_plugin.noises.Noise`).")
+    batch_size = property(lambda self: self._batch_size, doc="Noisy copies per forward pass (None: measured).")
     seed = property(lambda self: self._seed, doc="The seed (None: fresh entropy).")
     nb_classes = property(lambda self: self.classifier.nb_classes, doc="The wrapped classifier's.")
     input_shape = property(
@@ -355,18 +162,23 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             raise ValueError(f"loss: 'difference_logits_ratio' needs at least 3 classes, got {classifier.nb_classes}")
         self.base_output = _base_output(classifier, self.base_output)
         self.smoothed = SmoothedClassifier(
-            classifier, classifier.nb_classes, self.sigma, noise=self.noise, batch_size=self.batch_size, seed=self._root
+            classifier, classifier.nb_classes, self.sigma, noise=self._noise.name, batch_size=self.batch_size,
+            seed=self._root
         )
         probabilities = self.base_output == "probabilities"
         model = torch_model(classifier)
         if model is not None:
-            self._softmax: Any = _TorchSoftmax(model, classifier.nb_classes, self._noise, probabilities)
+            self._softmax: Any = TorchSoftmax(model, classifier.nb_classes, self._noise, probabilities)
         else:
             # ART's logistic regression differentiates log-probabilities (more than two classes) or
             # probabilities (two), whatever its predict returns.
             is_regression = isinstance(classifier, ScikitlearnLogisticRegression)
             logits = classifier.nb_classes > 2 if is_regression else not probabilities
-            self._softmax = _ArtSoftmax(classifier, classifier.nb_classes, self._noise, probabilities, logits)
+            self._softmax = ArtSoftmax(classifier, classifier.nb_classes, self._noise, probabilities, logits)
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (ART's contract): ``noise`` is the noise family's name."""
+        return {**{key: getattr(self, key) for key in self.estimator_params}, "noise": self._noise.name}
 
     def __getstate__(self) -> dict[str, Any]:
         """What pickling and ``copy.deepcopy`` keep: the constructor arguments (the wrapped classifier pickles as ART
@@ -402,9 +214,8 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         ``SmoothedEstimator(f_reloaded, **json.load(file))`` is then the same smoothed classifier."""
         self.classifier.save(filename, path)
         target = Path(config.ART_DATA_PATH if path is None else path, f"{filename}.smoothing.json")
-        partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        partial.write_text(json.dumps({k: v for k, v in self.get_params().items() if k != "classifier"}, indent=2))
-        os.replace(partial, target)
+        text = json.dumps({k: v for k, v in self.get_params().items() if k != "classifier"}, indent=2)
+        write_atomically(target, lambda partial: Path(partial).write_text(text))
 
     @property
     def layer_names(self) -> list[str] | None:
@@ -437,17 +248,20 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         return self.smoothed.predict_many(x, n, self.alpha if alpha is None else alpha, progress=False)
 
     def certify(
-        self, x: np.ndarray, n: int, batch_size: int | None = None, *, verbose: bool = True
+        self, x: np.ndarray, n: int, batch_size: int | None = None, *, progress: bool | None = None,
+        verbose: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """CERTIFY on each input (``n0`` selection samples, ``n`` estimation samples, level ``alpha``), with the
         calling convention of ART's ``RandomizedSmoothing.certify``: ``(predictions, radii)``, ABSTAIN (-1)
         with radius 0. Each radius (in the noise's norm) holds with probability at least ``1 - alpha``.
-        ``batch_size`` overrides the estimator's for this call; ``verbose`` shows a progress bar."""
+        ``batch_size`` overrides the estimator's for this call; ``progress`` shows a progress bar (``verbose`` is its
+        deprecated name)."""
+        progress = renamed("SmoothedEstimator.certify", "progress", progress, "verbose", verbose) is not False
         x = self._inputs(x)
         default = self.smoothed.batch_size
         self.smoothed.batch_size = default if batch_size is None else positive_int("batch_size", batch_size)
         try:
-            certificates = self.smoothed.certify_many(x, self.n0, n, self.alpha, progress=verbose)
+            certificates = self.smoothed.certify_many(x, self.n0, n, self.alpha, progress=progress)
         finally:
             self.smoothed.batch_size = default
         predictions = np.array([c.prediction for c in certificates], dtype=np.int64)
@@ -464,7 +278,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             return (-grads / _per_input(chosen, grads.ndim)).astype(np.float32)
         probs, _, jacobian = self._average(x, None, gradient=True)
         probs = np.maximum(probs.astype(np.float64), _TINY)
-        slope = _dlr(np.log(probs), labels)[1] / probs  # d loss / d p = d loss / d log p divided by p
+        slope = dlr(np.log(probs), labels)[1] / probs  # d loss / d p = d loss / d log p divided by p
         return np.einsum("nk,nk...->n...", slope, jacobian).astype(np.float32)
 
     def class_gradient(
@@ -491,7 +305,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         x = self._inputs(x)
         labels = self._labels(y, len(x))
         logits = np.log(np.maximum(self._average(x, labels, gradient=False)[0].astype(np.float64), _TINY))
-        loss = -logits[np.arange(len(x)), labels] if self.loss == "cross_entropy" else _dlr(logits, labels)[0]
+        loss = -logits[np.arange(len(x)), labels] if self.loss == "cross_entropy" else dlr(logits, labels)[0]
         return loss if reduction == "none" else getattr(np, reduction)(loss)
 
     def fit(
@@ -503,7 +317,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         noisy copy of ``x``; another classifier (refitted from scratch by each ``fit``) fits once on ``nb_epochs``
         noisy copies. Other keyword arguments go to ``f.fit``. An unfitted ``f`` is usable afterwards.
 
-        Any other ``method`` of :func:`rs_plugin.plugins.trainers` (``smoothadv``, ``consistency``, ``macer``,
+        Any other ``method`` of :func:`rs_plugin.adapters.plugins.trainers` (``smoothadv``, ``consistency``, ``macer``,
         ``smoothmix``, ...; hyperparameters in ``method_options``) trains a ``PyTorchClassifier``'s model with its
         own optimizer in rs-plugin's training loop, at this estimator's noise and a seed drawn from its own."""
         x, y = self._inputs(x, fitting=True), np.asarray(y)
@@ -511,15 +325,14 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         if len(y) != len(x):
             raise ValueError(f"y has {len(y)} labels for {len(x)} inputs")
         if method != "gaussian":
-            from rs_plugin.plugins import make_trainer
-
-            from .trainers import TrainConfig, fit
+            from ..plugins import make_trainer
+            from ..trainers import TrainConfig, fit
 
             model = torch_model(self.classifier)
             if model is None or self.classifier.optimizer is None:
                 raise ValueError(f"method: {method!r} trains a PyTorchClassifier with an optimizer (and its "
                                  "preprocessing in torch); use method='gaussian' for this classifier")
-            trainer = make_trainer(method, self.sigma, noise=self.noise, **(method_options or {}))
+            trainer = make_trainer(method, self.sigma, noise=self._noise.name, **(method_options or {}))
             device = module_device(model)
             data = (torch.from_numpy(x).to(device), torch.from_numpy(self._labels(y, len(x))).to(device))
             config = TrainConfig(nb_epochs, positive_int("batch_size", batch_size), seed=self._next_seed())
@@ -551,9 +364,11 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
                 f"the wrapped {type(self.classifier).__name__} has no class_gradient, so the smoothed classifier has "
                 "no gradients: attack it with a black-box attack (e.g. HopSkipJump)"
             )
-        return self._softmax.average(x, self.num_noise, self._next_seed(), self.batch_size, labels, gradient)
+        batch_size = self.batch_size or self.smoothed.batch_size_for(self.smoothed.backend.prepare(x[0]))
+        return self._softmax.average(x, self.num_noise, self._next_seed(), batch_size, labels, gradient)
 
     def _inputs(self, x: Any, *, fitting: bool = False) -> np.ndarray:
+        checks.real_input(x)
         x = np.asarray(x, dtype=np.float32)
         shape = self.input_shape
         if shape is None and not fitting:

@@ -1,23 +1,21 @@
 """The training loop every method shares: shuffled batches, the run's noise, a checkpoint after every epoch.
 
-A method (:class:`Trainer`) only writes its loss on one batch; :func:`fit` does the rest. Every random stream of a
-run comes from its seed: the training noise from ``stream_seed(seed, "train")`` (through the torch
-noisy-evaluation loop), the order of the examples from ``"shuffle"``, the methods' own draws (attack noise,
-mixing coefficients) from ``"steps"``, and randomness inside the model (dropout) from ``"model"``; torch's global
-generator is left as it was. A run is therefore deterministic on CPU for a given seed and initial model, and a run
-resumed from its checkpoint ends with the weights of an uninterrupted one.
+A method (:class:`~rs_plugin.adapters.trainers.Trainer`) only writes its loss on one batch; :func:`fit` does the
+rest. Every random stream of a run comes from its seed: the training noise from ``stream_seed(seed, "train")``
+(through the torch noisy-evaluation loop), the order of the examples from ``"shuffle"``, the methods' own draws
+(attack noise, mixing coefficients) from ``"steps"``, and randomness inside the model (dropout) from ``"model"``;
+torch's global generator is left as it was. A run is therefore deterministic on CPU for a given seed and initial
+model, and a run resumed from its checkpoint ends with the weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import time
-import typing
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,59 +23,39 @@ from tqdm.auto import tqdm
 
 from rs_plugin.checks import positive_int, positive_number
 from rs_plugin.checks import seed as check_seed
+from rs_plugin.deprecation import renamed
 from rs_plugin.noises import Noise
-from rs_plugin.plugins import make_noise
 from rs_plugin.seeding import stream_seed
 
-from ..torch import TorchStream, module_device, noisy_batches
+from ..torch import TorchStream, module_device
+from .checkpoint import FORMAT, read_checkpoint, resume_from, save
+from .trainer import Step, Trainer
 
-FORMAT = "rs-plugin training checkpoint 1"
-"""The value of a checkpoint's ``"format"`` key: what marks a file as one this loop may overwrite."""
 
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, init=False)
 class TrainConfig:
-    """How a run optimises: ``epochs`` passes over the data, ``batch_size`` inputs per step (each method evaluates
-    its noisy copies of every one), Adam with learning rate ``lr``, and the ``seed`` of every random stream."""
+    """How a run optimises: ``epochs`` passes over the data, ``inputs_per_step`` inputs per optimisation step (each
+    method evaluates its noisy copies of every one; the deprecated name is ``batch_size``), Adam with learning rate
+    ``lr``, and the ``seed`` of every random stream."""
 
     epochs: int = 30
-    batch_size: int = 64
+    inputs_per_step: int = 64
     lr: float = 1e-3
     seed: int = 0
 
+    def __init__(self, epochs: int = 30, inputs_per_step: int | None = None, lr: float = 1e-3, seed: int = 0, *,
+                 batch_size: int | None = None) -> None:
+        inputs_per_step = renamed("TrainConfig", "inputs_per_step", inputs_per_step, "batch_size", batch_size)
+        for name, value in (("epochs", epochs), ("inputs_per_step", 64 if inputs_per_step is None else inputs_per_step),
+                            ("lr", lr), ("seed", seed)):
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         positive_int("epochs", self.epochs)
-        positive_int("batch_size", self.batch_size)
+        positive_int("inputs_per_step", self.inputs_per_step)
         positive_number("lr", self.lr)
         check_seed("seed", self.seed)
-
-
-@dataclasses.dataclass(frozen=True)
-class NoOptions:
-    """A method without hyperparameters."""
-
-
-def make_config(config_class: type, options: dict[str, Any], method: str) -> Any:
-    """``config_class(**options)``, options given as strings (``--option lbd=10``) converted to the field's type;
-    ``ValueError`` naming an unknown option or a value of the wrong type."""
-    hints = typing.get_type_hints(config_class)
-    known = [field.name for field in dataclasses.fields(config_class)]
-    values = {}
-    for name, value in options.items():
-        if name not in known:
-            raise ValueError(f"option: {method} has no option {name!r}; its options: {', '.join(known) or 'none'}")
-        values[name] = _convert(name, value, hints[name]) if isinstance(value, str) else value
-    return config_class(**values)
-
-
-def _convert(name: str, text: str, kind: Any) -> Any:
-    for convert in (int, float, str):
-        if convert is kind or (kind not in (int, float, str) and convert in typing.get_args(kind)):
-            try:
-                return convert(text)
-            except ValueError:
-                raise ValueError(f"option: {name} must be {convert.__name__}, got {text!r}") from None
-    return text
 
 
 class _CountedStream:
@@ -100,79 +78,6 @@ class _CountedStream:
             take = min(count, chunk)
             self.fill(scratch[:take])
             count -= take
-
-
-class Step:
-    """What a method's loss sees of the run besides the batch: the training noise, the epoch, and the run's
-    random streams (:meth:`noisy` for noisy copies, :meth:`seed` and :attr:`generator` for its own draws)."""
-
-    def __init__(self, noise: Noise | None, stream: Any, generator: torch.Generator, epoch: int, epochs: int) -> None:
-        self.noise, self.stream, self.generator, self.epoch, self.epochs = noise, stream, generator, epoch, epochs
-
-    @property
-    def sigma(self) -> float:
-        """The training noise's standard deviation."""
-        return self.noise.sigma
-
-    def noisy(self, x: torch.Tensor, m: int = 1, *, seed: int | None = None) -> torch.Tensor:
-        """``m`` noisy copies ``x + delta`` of each input, ``(B, m, *shape)``, differentiable in ``x``: from the run's
-        noise stream, or with ``seed`` from one stream per input, ``stream_seed(seed, "input", b)`` (the noise of
-        ``SmoothedModule(..., num_noise=m)(x, noise_seed=seed)``, so an attack and the loss can share their noise)."""
-        streams: Any = self.stream
-        if seed is not None:
-            streams = [TorchStream(self.noise, stream_seed(seed, "input", b), x.device) for b in range(len(x))]
-        inputs, _ = next(noisy_batches(x, [m] * len(x), streams, m * len(x), differentiable=True))
-        return inputs.view(len(x), m, *x.shape[1:])
-
-    def seed(self) -> int:
-        """A fresh seed (for an attack's noise, say) from the run's generator."""
-        return int(torch.randint(0, 2**62, (), generator=self.generator, device=self.generator.device))
-
-    def warmup(self, epochs: int) -> float:
-        """``min(1, (epoch + 1) / epochs)``: a hyperparameter's fraction during a linear warm-up of ``epochs``."""
-        return min(1.0, (self.epoch + 1) / epochs)
-
-
-class Trainer:
-    """A training method for smoothing: the loss of one batch, hyperparameters in a :attr:`Config` dataclass.
-
-    ``Trainer(sigma, noise="gaussian", **options)``: ``options`` are :attr:`Config`'s fields (strings are converted
-    to their type). The training noise is the noise plugin ``noise`` at ``sigma``; :attr:`uses_noise` False means a
-    method without noise (``sigma`` is then ignored). After :func:`fit`, :attr:`history` holds one entry per epoch:
-    ``epoch``, the mean ``loss``, the ``accuracy`` under noise and the ``seconds`` it took.
-    """
-
-    name: ClassVar[str]
-    Config: ClassVar[type] = NoOptions
-    uses_noise: ClassVar[bool] = True
-    trains: ClassVar[str] = "classifier"
-    """What the trained module is: ``"classifier"`` or ``"denoiser"``."""
-
-    def __init__(self, sigma: float | None = None, *, noise: str = "gaussian", **options: Any) -> None:
-        self.config = make_config(self.Config, options, self.name)
-        self.history: list[dict[str, float]] = []
-        if self.uses_noise and sigma is None:
-            raise ValueError(f"sigma: the {self.name} method trains under noise; give its standard deviation")
-        self.noise: Noise | None = make_noise(noise, sigma) if self.uses_noise else None
-
-    def __repr__(self) -> str:
-        options = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.config).items())
-        return f"{type(self).__name__}({self.noise!r}{', ' if options else ''}{options})"
-
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss, logits)`` on the batch ``(x, y)``: the scalar to minimise, and the logits ``(B, K)`` or
-        ``(B, m, K)`` of the base classifier on the noisy inputs it trained on (for the accuracy under noise)."""
-        raise NotImplementedError
-
-    def training(self, model: nn.Module) -> contextlib.AbstractContextManager:
-        """A context held while ``model`` trains (e.g. to freeze a second network)."""
-        return contextlib.nullcontext()
-
-    def settings(self) -> dict[str, Any]:
-        """What identifies the method's run: its name, noise and hyperparameters."""
-        noise = self.noise
-        return {"method": self.name, "sigma": noise.sigma if noise else 0.0, "noise": noise.name if noise else None,
-                **{f"option.{k}": v for k, v in dataclasses.asdict(self.config).items()}}
 
 
 def fit(
@@ -202,11 +107,11 @@ def fit(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     run_settings = {**trainer.settings(), **dataclasses.asdict(config), "arch": arch, **(settings or {})}
-    saved = _load(checkpoint, run_settings) if checkpoint is not None else None
+    saved = resume_from(checkpoint, run_settings) if checkpoint is not None else None
     tensors = _tensors(data)
     random = _Randomness(trainer.noise, config.seed, module_device(model), getattr(data, "generator", None))
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr)
-    total = math.ceil(len(tensors[0]) / config.batch_size) if tensors is not None else _length(data)
+    total = math.ceil(len(tensors[0]) / config.inputs_per_step) if tensors is not None else _length(data)
     trainer.history, start, owned = [], 0, saved is not None
     with trainer.training(model), torch.random.fork_rng(devices=[random.device] if random.cuda else []):
         torch.manual_seed(stream_seed(config.seed, "model"))
@@ -218,7 +123,7 @@ def fit(
         model.train()
         for epoch in range(start, config.epochs):
             began = time.perf_counter()
-            batches = _batches(tensors, data, config.batch_size, random.shuffle, random.device)
+            batches = _batches(tensors, data, config.inputs_per_step, random.shuffle, random.device)
             step = Step(trainer.noise, random.stream, random.steps, epoch, config.epochs)
             loss, accuracy = _epoch(trainer, model, optimizer, batches, total, step, progress)
             if not math.isfinite(loss):
@@ -229,7 +134,7 @@ def fit(
             if checkpoint is not None:
                 if not owned and os.path.exists(checkpoint):
                     read_checkpoint(checkpoint)  # a file that appeared since the run began must be ours too
-                _save(checkpoint, {
+                save(checkpoint, {
                     "arch": arch, "state_dict": model.state_dict(), "epoch": epoch + 1,
                     "optimizer": optimizer.state_dict(), "method": trainer.name, "sigma": run_settings["sigma"],
                     "noise": run_settings["noise"], "format": FORMAT, "settings": run_settings,
@@ -332,45 +237,3 @@ def _batches(
     for begin in range(0, len(x), batch_size):
         batch = order[begin : begin + batch_size]
         yield x[batch.to(x.device)].to(device), y[batch.to(y.device)].to(device)
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A training checkpoint written by :func:`fit`; ``ValueError`` for any other file."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception:
-        saved = None
-    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} exists and is not a training checkpoint of rs-plugin; "
-                         "refusing to overwrite it (choose another file)")
-    return saved
-
-
-def _load(path: str | os.PathLike, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` to resume from (None when there is none yet), checked against ``settings``."""
-    if not os.path.exists(path):
-        return None
-    saved = read_checkpoint(path)
-    first = ("method", "sigma", "noise")
-    for key in [*first, *sorted((set(saved["settings"]) | set(settings)) - set(first))]:
-        old, new = saved["settings"].get(key), settings.get(key)
-        if old != new and key != "epochs":
-            raise ValueError(f"checkpoint {os.fspath(path)!r} was trained with {key}={old!r}, this run has "
-                             f"{key}={new!r}; rerun with the same settings to resume it, or choose another file")
-    if saved["epoch"] > settings["epochs"]:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} has {saved['epoch']} epochs, more than epochs="
-                         f"{settings['epochs']}; give epochs >= {saved['epoch']} or choose another file")
-    return saved
-
-
-def _save(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Write ``checkpoint`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
-    partial = f"{os.fspath(path)}.{os.getpid()}.tmp"
-    try:
-        torch.save(checkpoint, partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)

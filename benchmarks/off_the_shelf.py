@@ -7,46 +7,18 @@ al.'s stability objective by the ``denoiser`` trainer plugin, in the loop every 
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from rs_plugin import plugins
+from rs_plugin.adapters.denoise import Denoised, Ensemble
+from rs_plugin.adapters.training import digits_denoiser, digits_model
 from rs_plugin.core import SmoothedClassifier
 from rs_plugin.results import Results
 
-from .denoise import Denoised, Ensemble
-from .trainers import TrainConfig, fit
-from .trainers.denoiser import fingerprint
-from .training import cached_model, digits_model
-
 UNDEFENDED, DENOISED, ENSEMBLE = "undefended", "undefended + denoiser", "ensemble"
-
-
-def digits_denoiser(
-    classifier: nn.Module, sigma: float, *, epochs: int = 60, seed: int = 0, progress: bool = False
-) -> nn.Module:
-    """A ``dncnn_digits`` denoiser (initialised from ``seed``) trained for ``classifier`` at ``sigma`` on the
-    digits training split with the ``denoiser`` trainer (Salman et al.'s stability objective; Adam, batch 64, streams
-    of ``seed``), the classifier left as it was.
-
-    Cached like :func:`~rs_plugin.adapters.training.digits_model`, per classifier weights, sigma, epochs and seed,
-    as a checkpoint in the paper's format (``rs-plugin certify --denoiser FILE`` reads it).
-    """
-    from .datasets import digits_arrays
-
-    def train(denoiser: nn.Module) -> None:
-        data = tuple(torch.from_numpy(a) for a in digits_arrays("train"))
-        trainer = plugins.make_trainer("denoiser", sigma, classifier=classifier)
-        fit(trainer, denoiser, data, TrainConfig(epochs=epochs, seed=seed), progress=progress)
-
-    key = hashlib.sha256(f"dncnn_digits/{sigma!r}/{epochs}/{seed}/{fingerprint(classifier)}/v3".encode())
-    return cached_model(f"dncnn_digits-sigma{sigma:g}-{key.hexdigest()[:16]}.pt", "dncnn_digits", seed, train)
 
 
 @dataclass(frozen=True)
@@ -142,7 +114,7 @@ def off_the_shelf_experiment(config: OffTheShelfConfig, *, progress: bool = True
     behind a denoiser trained for it, the Gaussian-trained CNN of each of ``config.seeds``
     (``digits_model(sigma, seed=s)``) and their :class:`Ensemble`. Every model is certified with the same noise
     seed on the same examples."""
-    from .datasets import digits_arrays
+    from rs_plugin.datasets import digits_arrays
 
     x, y = digits_arrays("test")
     x, y = x[: config.num_examples], y[: config.num_examples]

@@ -1,0 +1,79 @@
+"""The torch noisy-evaluation loop: the one place where torch models meet noisy copies of their inputs (the plan of
+:func:`rs_plugin.engine.plan`, noise from each input's own stream, on the inputs' device); and the model-mode helpers
+every torch face shares."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from rs_plugin.engine import owners, plan, streams_per_input
+
+from .streams import TorchStream
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with every submodule of ``model`` in eval mode; afterwards each submodule is back in its
+    own mode (a wrapper's flag is never pushed down onto the modules it wraps)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def module_device(model: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module without any)."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def num_logits(model: nn.Module, x: torch.Tensor) -> int:
+    """How many logits ``model`` returns: one forward pass on the first input of the batch ``x`` (on the model's
+    device, every submodule in eval mode, no gradient)."""
+    with torch.no_grad(), eval_mode(model):
+        return int(model(x[:1].to(module_device(model))).shape[-1])
+
+
+def noisy_batches(
+    xs: torch.Tensor,
+    nums: Sequence[int],
+    streams: TorchStream | Sequence[TorchStream],
+    batch_size: int,
+    *,
+    differentiable: bool = False,
+    buffer: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The torch noisy-evaluation loop: batches ``(inputs, owner)`` of ``nums[e]`` copies of ``xs[e] + noise`` from
+    ``streams[e]`` (one stream, or one per example), ``owner[i]`` the example of row ``i``, at most ``batch_size``
+    rows each, on ``xs``'s device, in the order of :func:`rs_plugin.engine.plan`.
+
+    With ``differentiable`` each batch is a new tensor through which gradients flow back to ``xs``; otherwise the
+    noisy copies are written into one reused buffer (``buffer`` if it is large enough): consume each batch
+    before asking for the next.
+    """
+    streams = streams_per_input(streams, len(xs))
+    rows, shape = min(batch_size, sum(nums)), tuple(xs.shape[1:])
+    if not differentiable and (buffer is None or len(buffer) < rows or tuple(buffer.shape[1:]) != shape):
+        buffer = torch.empty((rows, *shape), dtype=xs.dtype, device=xs.device)
+    for segments in plan(nums, batch_size):
+        size = sum(count for _, count in segments)
+        noise = torch.empty((size, *shape), dtype=xs.dtype, device=xs.device) if differentiable else buffer[:size]
+        start = 0
+        for stream, group in itertools.groupby(segments, key=lambda segment: streams[segment[0]]):
+            shared = list(group)  # consecutive examples sharing one stream: one fill for all of them
+            stream.fill(noise[start : start + sum(count for _, count in shared)])
+            for example, count in shared:
+                if not differentiable:
+                    noise[start : start + count].add_(xs[example])
+                start += count
+        owner = torch.as_tensor(owners(segments), device=xs.device)
+        yield (xs[owner] + noise if differentiable else noise), owner
