@@ -36,6 +36,16 @@ class Backend(Protocol):
         copies of the prepared ``xs[e]`` plus noise from ``streams[e]``, at most ``batch_size`` copies at a time.
         Raises ``ValueError`` when the base classifier answers with NaN or infinite scores."""
 
+    def soft_sums(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
+        """Like :meth:`counts`, the sums ``(len(xs), num_classes)`` float64 of the base classifier's softmax (of its
+        scores as logits; a label is a one-hot vector) instead of its votes. Needed only for ``smoothing="soft"``."""
+
+    def soft_pairs(
+        self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int, classes: Sequence[int]
+    ) -> list[np.ndarray]:
+        """For each input ``e``, an array ``(nums[e], 2)``: on each noisy copy, in the order drawn, the softmax of
+        ``classes[e]`` and the largest softmax of any other class. Needed only for ``smoothing="soft"``."""
+
 
 def check_input(x: Any) -> np.ndarray:
     """One input as a float32 array; ``ValueError`` naming ``x`` unless it is a finite, non-scalar real array."""
@@ -100,6 +110,31 @@ def diverged(what: str, batch: int) -> ValueError:
     )
 
 
+def probabilities(output: Any, batch: int, num_classes: int, input_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """The base classifier's output on ``batch`` inputs as probabilities ``(B, K)`` float64: the softmax of scores
+    ``(B, K)`` (logits), or one-hot labels ``(B,)``; the checks of :func:`labels`."""
+    out = np.asarray(output)
+    classes = labels(out, batch, num_classes, input_shape)
+    if out.ndim == 1:
+        return np.eye(num_classes)[classes]
+    scores = out.astype(np.float64)
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def pairs_of(probs: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Each row's ``(probs[chosen], largest of the others)``: ``(B, 2)``."""
+    rows = np.arange(len(probs))
+    others = probs.copy()
+    others[rows, chosen] = -np.inf
+    return np.stack([probs[rows, chosen], others.max(axis=1)], axis=1)
+
+
+def split_rows(values: np.ndarray, nums: Sequence[int]) -> list[np.ndarray]:
+    """``values`` (the rows of every input, in input order) as one array per input."""
+    return np.split(values, np.cumsum(nums)[:-1])
+
+
 def labels(output: Any, batch: int, num_classes: int, input_shape: tuple[int, ...] = ()) -> np.ndarray:
     """The class labels in a base classifier's output on ``batch`` inputs: labels ``(B,)`` or scores ``(B, K)``.
 
@@ -148,12 +183,31 @@ class CallableBackend:
         return (id(self.fn), "cpu")
 
     def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
-        stacked = np.stack(xs)
         counts = np.zeros((len(xs), self.num_classes), dtype=np.int64)
-        for batch, owner in noisy_batches(stacked, nums, streams, batch_size):
-            output = run_base(self.fn, batch)
-            np.add.at(counts, (owner, labels(output, len(batch), self.num_classes, stacked.shape[1:])), 1)
+        for output, owner, shape in self._outputs(xs, nums, streams, batch_size):
+            np.add.at(counts, (owner, labels(output, len(owner), self.num_classes, shape)), 1)
         return counts
+
+    def soft_sums(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
+        sums = np.zeros((len(xs), self.num_classes))
+        for output, owner, shape in self._outputs(xs, nums, streams, batch_size):
+            np.add.at(sums, owner, probabilities(output, len(owner), self.num_classes, shape))
+        return sums
+
+    def soft_pairs(
+        self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int, classes: Sequence[int]
+    ) -> list[np.ndarray]:
+        chosen, rows = np.asarray(classes), []
+        for output, owner, shape in self._outputs(xs, nums, streams, batch_size):
+            rows.append(pairs_of(probabilities(output, len(owner), self.num_classes, shape), chosen[owner]))
+        return split_rows(np.concatenate(rows), nums)
+
+    def _outputs(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> Any:
+        """The base's output on each batch of the numpy noisy-evaluation loop, with the batch's owners and the input
+        shape."""
+        stacked = np.stack(xs)
+        for batch, owner in noisy_batches(stacked, nums, streams, batch_size):
+            yield run_base(self.fn, batch), owner, stacked.shape[1:]
 
 
 @hookimpl(trylast=True)

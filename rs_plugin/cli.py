@@ -71,6 +71,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
                                     "radius by more than EPS (sequential CERTIFY); adds a 'samples' column")
         smoothing.add_argument("--sequence", default="betting",
                                help="anytime-valid bound of sequential CERTIFY: betting (default) or bonferroni")
+        smoothing.add_argument("--smoothing", choices=("hard", "soft"),
+                               help="certify the vote (hard, the default) or the mean softmax (soft; Gaussian noise, "
+                                    "fixed n; recorded in FILE.settings.json, and analyze labels the file '(soft)')")
     smoothing.add_argument("--seed", type=int, default=0,
                            help="noise seed; example idx gets noise fixed by (seed, idx) (default: 0)")
     work = parser.add_argument_group("examples and execution")
@@ -167,11 +170,24 @@ def _run(args: argparse.Namespace) -> None:
         target_radius=tuple(args.target_radius) if getattr(args, "target_radius", None) else None,
         radius_tolerance=getattr(args, "radius_tolerance", None),
         sequence=getattr(args, "sequence", "betting"),
+        smoothing=getattr(args, "smoothing", None),
         device=args.device,
         report=not args.no_progress,
     )
     run(task, args.out, skip=args.skip, max_examples=args.max_examples, executor=make_executor_from(args),
         progress=not args.no_progress)
+
+
+def _label(path: str) -> str:
+    """A results file's default label: its name, with ``(soft)`` when its settings record says it certifies the
+    soft smoothed classifier (so that the two classifiers stay apart in one table)."""
+    from .results.settings import read_settings, settings_path
+
+    try:
+        recorded = read_settings(settings_path(path)) or {}
+    except ValueError:  # not ours: the name alone
+        recorded = {}
+    return f"{path} (soft)" if recorded.get("smoothing") == "soft" else path
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -180,7 +196,7 @@ def _analyze(args: argparse.Namespace) -> None:
     from . import analysis
     from .results import read_results
 
-    labels = args.labels or args.files
+    labels = args.labels or [_label(path) for path in args.files]
     if len(labels) != len(args.files):
         raise ValueError(f"labels: got {len(labels)} labels for {len(args.files)} files")
     results = [read_results(path) for path in args.files]

@@ -19,14 +19,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import diagnostics, sequential
-from .bounds import top_two_differ
+from .bounds import mean_lower_bound, mean_upper_bound, top_two_differ
 from .calibration import best_batch_size
 from .certificate import ABSTAIN, Certificate
 from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
 from .deprecation import renamed
+from .noises import Noise
 from .plugins import make_backend, make_noise
 from .seeding import fresh_entropy, stream_seed
+
+SMOOTHINGS = ("hard", "soft")
+"""Which smoothed classifier CERTIFY certifies: the vote (Cohen et al.) or the mean softmax (Salman et al.)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class _Stopping:
     sequence: sequential.ConfidenceSequence
     thresholds: list[float]
     radius_tolerance: float | None
+    smoothing: str = "hard"
 
 
 class SmoothedClassifier:
@@ -105,6 +110,7 @@ class SmoothedClassifier:
         target_radius: float | Sequence[float] | None = None,
         radius_tolerance: float | None = None,
         sequence: str = "betting",
+        smoothing: str = "hard",
         index: int | None = None,
     ) -> Certificate:
         """CERTIFY: g's class at ``x`` and a radius within which g is constant.
@@ -123,10 +129,19 @@ class SmoothedClassifier:
         2023) or ``"bonferroni"`` (Clopper-Pearson with alpha spent over doubling checkpoints, Horvath et
         al. 2022). ``num_samples`` reports the samples used.
 
+        ``smoothing="soft"`` certifies the soft smoothed classifier ``G(x) = E[softmax(f(x + noise))]`` instead of the
+        vote (scores are read as logits, a label as a one-hot vector): ``n0`` samples select the class of the largest
+        mean softmax, ``n`` fresh ones bound its mean from below and every other class's from above (the betting
+        bounds of :func:`rs_plugin.bounds.mean_lower_bound`, each at level ``alpha / 2``), and the noise turns the two
+        bounds into a radius (:meth:`rs_plugin.noises.Noise.soft_radius`; Gaussian: ``sigma / 2 (Phi^-1(lower) -
+        Phi^-1(upper))``, Salman et al. 2019). With probability at least ``1 - alpha`` the class is ``G``'s and ``G``
+        keeps it within the radius; abstains when the radius is not positive. Fixed n only.
+
         Refuses an ``n`` and ``alpha`` that cannot certify any radius, before any sample, and warns when a target
         radius cannot be certified (:mod:`rs_plugin.diagnostics`).
         """
-        return self._certify_all([(x, index)], n0, n, alpha, target_radius, radius_tolerance, sequence, False)[0]
+        return self._certify_all([(x, index)], n0, n, alpha, target_radius, radius_tolerance, sequence, smoothing,
+                                 False)[0]
 
     def _predict(self, xs: list[Any], streams: list[Any], n: int, alpha: float) -> list[int]:
         """PREDICT on each of ``xs`` (prepared), noise from ``streams``."""
@@ -135,9 +150,28 @@ class SmoothedClassifier:
 
     def _certify(self, xs: list[Any], streams: list[Any], n0: int, stopping: _Stopping) -> list[Certificate]:
         """CERTIFY on each of ``xs`` (prepared), noise from ``streams``."""
+        if stopping.smoothing == "soft":
+            return self._certify_soft(xs, streams, n0, stopping)
         selected = self._counts(xs, [n0] * len(xs), streams).argmax(axis=1)  # select the class with n0 samples
         estimates = self._estimate(xs, streams, selected, stopping)  # count it on fresh samples, bound p_A
         return [self._certificate(x, c, *estimate, n0) for x, c, estimate in zip(xs, selected, estimates, strict=True)]
+
+    def _certify_soft(self, xs: list[Any], streams: list[Any], n0: int, stopping: _Stopping) -> list[Certificate]:
+        """CERTIFY of the soft smoothed classifier on each of ``xs`` (see :meth:`certify`)."""
+        batch_size, n, alpha = self.batch_size_for(xs[0]), stopping.n, stopping.sequence.alpha
+        selected = self.backend.soft_sums(xs, [n0] * len(xs), streams, batch_size).argmax(axis=1)  # select with n0
+        pairs = self.backend.soft_pairs(xs, [n] * len(xs), streams, batch_size, selected)  # n fresh samples
+        certificates = []
+        for x, chosen, values in zip(xs, selected, pairs, strict=True):
+            lower, upper = mean_lower_bound(values[:, 0], alpha / 2), mean_upper_bound(values[:, 1], alpha / 2)
+            radius = self.noise.soft_radius(lower, upper) if lower > upper else 0.0
+            certificates.append(Certificate(
+                prediction=int(chosen) if radius > 0 else ABSTAIN, radius=max(radius, 0.0), norm=self.noise.norm,
+                p_lower=lower, num_samples=n0 + n, count=int((values[:, 0] > values[:, 1]).sum()), n=n,
+                selected=int(chosen), radii=self.noise.radii(max(radius, 0.0), math.prod(np.shape(x))),
+                smoothing="soft", p_upper=upper,
+            ))
+        return certificates
 
     def _certificate(self, x: Any, selected: int, count: int, used: int, p_lower: float, n0: int) -> Certificate:
         """The certificate of class ``selected`` whose probability is at least ``p_lower``: abstains below 1/2."""
@@ -184,6 +218,7 @@ class SmoothedClassifier:
         target_radius: float | Sequence[float] | None = None,
         radius_tolerance: float | None = None,
         sequence: str = "betting",
+        smoothing: str = "hard",
         indices: Iterable[int] | None = None,
         progress: bool = True,
     ) -> list[Certificate]:
@@ -191,7 +226,7 @@ class SmoothedClassifier:
         Several examples share each forward pass when ``n0`` is below the batch size (sequential CERTIFY advances
         the undecided ones in rounds); the certificates are those of :meth:`certify` one at a time."""
         return self._certify_all(_numbered(xs, indices), n0, n, alpha, target_radius, radius_tolerance, sequence,
-                                 progress)
+                                 smoothing, progress)
 
     def _predict_all(self, pairs: Sequence[tuple[Any, int | None]], n: int, alpha: float, *, progress: bool) -> Any:
         n, alpha = positive_int("n", n), probability("alpha", alpha)
@@ -211,16 +246,21 @@ class SmoothedClassifier:
         target_radius: float | Sequence[float] | None,
         radius_tolerance: float | None,
         sequence: str,
+        smoothing: str,
         progress: bool,
     ) -> list[Certificate]:
         n0, n, alpha = positive_int("n0", n0), positive_int("n", n), probability("alpha", alpha)
+        if smoothing not in SMOOTHINGS:
+            raise ValueError(f"smoothing must be one of {', '.join(SMOOTHINGS)}, got {smoothing!r}")
         targets = [] if target_radius is None else radii("target_radius", target_radius)
         tolerance = None if radius_tolerance is None else sequential.radius_tolerance(radius_tolerance)
         stops_early = bool(targets) or tolerance is not None
+        if smoothing == "soft":
+            _check_soft(self.noise, stops_early)
         bounds = sequential.make_sequence(sequence, alpha, n) if stops_early else sequential.FixedSequence(alpha)
         diagnostics.check_certify(self.noise, n, alpha, target_radius, sequence=sequence if stops_early else None)
         diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
-        stopping = _Stopping(n, bounds, [self.noise.p_needed(r) for r in targets], tolerance)
+        stopping = _Stopping(n, bounds, [self.noise.p_needed(r) for r in targets], tolerance, smoothing)
         certificates: list[Certificate] = []
         for pack in self._packs(pairs, min(n0, n), progress, "certify"):
             streams = [self._stream("certify", i) for _, i in pack]
@@ -294,6 +334,14 @@ class SmoothedClassifier:
                 pack = []
         if pack:
             yield pack
+
+
+def _check_soft(noise: Any, stops_early: bool) -> None:
+    """``ValueError`` unless soft certification applies: fixed n, and a noise with a soft certificate."""
+    if stops_early:
+        raise ValueError("smoothing: 'soft' certifies with fixed n; target_radius and radius_tolerance apply to 'hard'")
+    if type(noise).soft_radius is Noise.soft_radius:
+        raise ValueError(f"smoothing: the {noise.name} noise has no certificate for the soft smoothed classifier")
 
 
 def _vote(counts: np.ndarray, alpha: float) -> int:

@@ -52,6 +52,12 @@ class Noise(ABC):
     def p_needed(self, radius: float) -> float:
         """The smallest ``p_lower`` whose certified radius is at least ``radius`` (may exceed 1)."""
 
+    def soft_radius(self, p_lower: float, p_upper: float) -> float:
+        """The radius within which the soft smoothed classifier ``G = E[softmax(f(x + noise))]`` keeps its class when
+        ``G_A >= p_lower`` and every other class has ``G_c <= p_upper`` (``p_lower > p_upper``). A noise without such a
+        certificate raises ``NotImplementedError`` (the default)."""
+        raise NotImplementedError(f"{self.name} noise has no certificate for the soft smoothed classifier")
+
     def radii(self, radius: float, dim: int) -> dict[str, float]:
         """``radius`` (in :attr:`norm`) as a certified radius in each of l1, l2 and linf on inputs of ``dim``
         coordinates: a ball of radius ``r`` in norm p lies inside the certified one when
@@ -90,6 +96,11 @@ class Gaussian(Noise):
 
     def p_needed(self, radius: float) -> float:
         return float(norm.cdf(radius / self.sigma))
+
+    def soft_radius(self, p_lower: float, p_upper: float) -> float:
+        """``sigma / 2 * (Phi^-1(p_lower) - Phi^-1(p_upper))``: ``x -> Phi^-1(G_c(x))`` is ``1 / sigma``-Lipschitz in l2
+        for every class (Salman et al. 2019, appendix A)."""
+        return self.sigma / 2 * float(norm.ppf(p_lower) - norm.ppf(p_upper))
 
 
 class Laplace(Noise):

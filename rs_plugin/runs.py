@@ -24,7 +24,7 @@ from . import diagnostics, sequential
 from .calibration import best_batch_size
 from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
-from .core import SmoothedClassifier
+from .core import SMOOTHINGS, SmoothedClassifier
 from .datasets import load_dataset, num_classes
 from .executors import Executor, LocalExecutor
 from .models import ModelRequest, load_model, model_options
@@ -77,7 +77,9 @@ def model_settings(options: Mapping[str, Any]) -> dict[str, Any]:
 class DatasetTask:
     """CERTIFY (``mode="certify"``) or PREDICT on one example of a dataset, as the paper's scripts run them.
 
-    The base classifier is described by ``model_options`` (:func:`rs_plugin.models.load_model`: ``model``, and the
+    ``smoothing="soft"`` certifies the soft smoothed classifier (:meth:`SmoothedClassifier.certify`; None: the
+    vote, recorded as None so that settings written before the option existed still match). The base classifier is
+    described by ``model_options`` (:func:`rs_plugin.models.load_model`: ``model``, and the
     options plugins add such as ``checkpoint``). :meth:`setup` loads the dataset and the base classifier once per
     worker; calling the task with an index returns that example's row (a dict of the output columns). The noise of
     example ``idx`` depends only on ``(seed, idx)``: rows do not depend on how examples are split between workers
@@ -99,6 +101,7 @@ class DatasetTask:
     target_radius: float | tuple[float, ...] | None = None
     radius_tolerance: float | None = None
     sequence: str = "betting"
+    smoothing: str | None = None
     device: str | None = None
     report: bool = True
 
@@ -125,6 +128,8 @@ class DatasetTask:
                 raise ValueError("radius_tolerance applies to certify only")
             object.__setattr__(self, "radius_tolerance", sequential.radius_tolerance(self.radius_tolerance))
         sequential.make_sequence(self.sequence, self.alpha, self.n)  # a known sequence
+        if self.smoothing not in (None, *SMOOTHINGS) or (self.smoothing == "soft" and self.mode != "certify"):
+            raise ValueError(f"smoothing must be None, 'hard' or 'soft' (soft: certify only), got {self.smoothing!r}")
         object.__setattr__(self, "model_options", {k: v for k, v in self.model_options.items() if v is not None})
 
     @property
@@ -206,7 +211,8 @@ class DatasetTask:
             return smoothed.predict_many(xs, self.n, self.alpha, indices=indices, progress=False).tolist(), []
         certificates = smoothed.certify_many(
             xs, self.n0, self.n, self.alpha, target_radius=self.target_radius,
-            radius_tolerance=self.radius_tolerance, sequence=self.sequence, indices=indices, progress=False,
+            radius_tolerance=self.radius_tolerance, sequence=self.sequence, smoothing=self.smoothing or "hard",
+            indices=indices, progress=False,
         )
         return [c.prediction for c in certificates], certificates
 

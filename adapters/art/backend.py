@@ -80,6 +80,12 @@ class _CheckedShape:
     def counts(self, xs: Any, nums: Any, streams: Any, batch_size: int) -> np.ndarray:
         return self.backend.counts(xs, nums, streams, batch_size)
 
+    def soft_sums(self, xs: Any, nums: Any, streams: Any, batch_size: int) -> np.ndarray:
+        return self.backend.soft_sums(xs, nums, streams, batch_size)
+
+    def soft_pairs(self, xs: Any, nums: Any, streams: Any, batch_size: int, classes: Any) -> list[np.ndarray]:
+        return self.backend.soft_pairs(xs, nums, streams, batch_size, classes)
+
 
 def art_backend(classifier: Any, num_classes: int, device: Any = None) -> Backend:
     """The backend for an ART classifier: :class:`~rs_plugin.adapters.torch.TorchBackend` on its

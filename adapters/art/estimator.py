@@ -248,20 +248,21 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         return self.smoothed.predict_many(x, n, self.alpha if alpha is None else alpha, progress=False)
 
     def certify(
-        self, x: np.ndarray, n: int, batch_size: int | None = None, *, progress: bool | None = None,
-        verbose: bool | None = None,
+        self, x: np.ndarray, n: int, batch_size: int | None = None, *, smoothing: str = "hard",
+        progress: bool | None = None, verbose: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """CERTIFY on each input (``n0`` selection samples, ``n`` estimation samples, level ``alpha``), with the
         calling convention of ART's ``RandomizedSmoothing.certify``: ``(predictions, radii)``, ABSTAIN (-1)
         with radius 0. Each radius (in the noise's norm) holds with probability at least ``1 - alpha``.
-        ``batch_size`` overrides the estimator's for this call; ``progress`` shows a progress bar (``verbose`` is its
-        deprecated name)."""
+        ``batch_size`` overrides the estimator's for this call; ``smoothing="soft"`` certifies the soft smoothed
+        classifier (the one ``output="logits"`` predicts; :meth:`rs_plugin.SmoothedClassifier.certify`); ``progress``
+        shows a progress bar (``verbose`` is its deprecated name)."""
         progress = renamed("SmoothedEstimator.certify", "progress", progress, "verbose", verbose) is not False
         x = self._inputs(x)
         default = self.smoothed.batch_size
         self.smoothed.batch_size = default if batch_size is None else positive_int("batch_size", batch_size)
         try:
-            certificates = self.smoothed.certify_many(x, self.n0, n, self.alpha, progress=progress)
+            certificates = self.smoothed.certify_many(x, self.n0, n, self.alpha, smoothing=smoothing, progress=progress)
         finally:
             self.smoothed.batch_size = default
         predictions = np.array([c.prediction for c in certificates], dtype=np.int64)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rs_plugin.backends import check_finite, check_scores, diverged, run_base
+from rs_plugin.backends import check_finite, check_scores, diverged, run_base, split_rows
 from rs_plugin.checks import real_input
 from rs_plugin.noises import Noise
 
@@ -67,16 +67,42 @@ class TorchBackend:
         return (type(self.model).__module__, type(self.model).__qualname__, layout, str(self.device))
 
     def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
+        k = self.num_classes
+        counts = torch.zeros(len(xs) * k, dtype=torch.int64, device=self.device)
+        for logits, owner in self._logits(xs, nums, streams, batch_size):
+            counts += torch.bincount(owner * k + logits.argmax(1), minlength=len(xs) * k)
+        return counts.view(len(xs), k).cpu().numpy()
+
+    def soft_sums(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
+        sums = torch.zeros(len(xs), self.num_classes, dtype=torch.float64, device=self.device)
+        for logits, owner in self._logits(xs, nums, streams, batch_size):
+            sums.index_add_(0, owner, logits.double().softmax(1))
+        return sums.cpu().numpy()
+
+    def soft_pairs(
+        self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int, classes: Sequence[int]
+    ) -> list[np.ndarray]:
+        chosen, rows = torch.as_tensor(np.asarray(classes), device=self.device), []
+        for logits, owner in self._logits(xs, nums, streams, batch_size):
+            probs = logits.double().softmax(1)
+            mine = chosen[owner]
+            top = probs.gather(1, mine[:, None])[:, 0]
+            others = probs.scatter(1, mine[:, None], -1.0).max(1).values
+            rows.append(torch.stack([top, others], 1))
+        return split_rows(torch.cat(rows).cpu().numpy(), nums)
+
+    def _logits(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> Any:
+        """The base's logits on each batch of the torch noisy-evaluation loop and the batch's owners, under
+        ``inference_mode`` with the model in eval mode; ``ValueError`` after the loop when any logit was not finite
+        (nothing a diverged model says is used)."""
         stacked, k = torch.stack(list(xs)), self.num_classes
         with eval_mode(self.model), torch.inference_mode():
-            counts = torch.zeros(len(xs) * k, dtype=torch.int64, device=self.device)
             finite = torch.ones((), dtype=torch.bool, device=self.device)
             for batch, owner in noisy_batches(stacked, nums, streams, batch_size, buffer=self._buffer):
                 self._buffer = batch if self._buffer is None or len(batch) > len(self._buffer) else self._buffer
                 logits = run_base(self.model, batch, (torch.OutOfMemoryError,))
                 check_scores(tuple(getattr(logits, "shape", ())), len(batch), k, tuple(stacked.shape[1:]))
                 finite &= torch.isfinite(logits).all()
-                counts += torch.bincount(owner * k + logits.argmax(1), minlength=len(xs) * k)
+                yield logits, owner
             if not bool(finite):
                 raise diverged("logits", batch_size)
-        return counts.view(len(xs), k).cpu().numpy()

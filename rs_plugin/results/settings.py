@@ -51,7 +51,7 @@ def settings_difference(recorded: Mapping[str, Any], current: Mapping[str, Any])
     return "; ".join(differences)
 
 
-def _read_settings(path: str) -> dict[str, Any] | None:
+def read_settings(path: str) -> dict[str, Any] | None:
     """The settings recorded at ``path`` (None when there is no such file); ``ResultsError`` when the file is
     not a settings record written by rs-plugin."""
     try:

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from ..atomic import write_atomically
 from .paper_format import ResultsError, _decode, _parse_field, _parse_header, _parse_line, format_row
-from .settings import _read_settings, _write_settings, _write_text, plain_settings, refuse_other_settings, settings_path
+from .settings import _write_settings, _write_text, plain_settings, read_settings, refuse_other_settings, settings_path
 
 try:
     import fcntl
@@ -140,7 +140,7 @@ class ResultsWriter(_AppendOnly):
         if self.settings is None:
             return
         record = settings_path(self.path)
-        recorded = _read_settings(record)
+        recorded = read_settings(record)
         if rows and recorded is None:
             raise ResultsError(
                 f"{self.path}: its {rows} rows have no settings record ({record}: written by another program or "
