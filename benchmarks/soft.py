@@ -13,25 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 
-import numpy as np
-
-from rs_plugin.results import read_results
+from methods import certified_radii, run  # benchmarks/methods.py: the same CLI calls and radii
 
 METHODS = ("gaussian", "consistency", "macer", "smoothadv", "smoothmix")
 RADII = (0.25, 0.5, 0.75)
-
-
-def run(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "rs_plugin.cli", *args, "--no-progress"], check=True)
-
-
-def certified_radii(path: str) -> np.ndarray:
-    """Each example's certified radius, 0 where the prediction is wrong or abstains."""
-    rows = read_results(path)
-    return np.where(rows["correct"] == 1, rows["radius"], 0.0)
 
 
 def main() -> None:
