@@ -81,6 +81,7 @@ CHECKS = {
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a page that trains a denoiser took 48 s quiet, 733 s with three jobs on two cores
 @pytest.mark.parametrize("page", [p for p in pages() if any(run for _, _, run in blocks(p))], ids=name)
 def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for module in ("torch", "art", "torchattacks", "sklearn"):
