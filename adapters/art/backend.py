@@ -14,7 +14,6 @@ from art.estimators.estimator import BaseEstimator
 from torch import nn
 
 from rs_plugin.backends import Backend, CallableBackend
-from rs_plugin.noises import Noise
 
 from ..torch import TorchBackend, module_device
 
@@ -57,7 +56,8 @@ def torch_model(classifier: Any) -> ArtTorchModel | None:
 
 
 class _CheckedShape:
-    """A backend that first checks each input against the ART classifier's ``input_shape``."""
+    """A backend that first checks each input against the ART classifier's ``input_shape``; everything else is the
+    wrapped backend's."""
 
     def __init__(self, backend: Backend, input_shape: tuple[int, ...]) -> None:
         self.backend = backend
@@ -71,20 +71,10 @@ class _CheckedShape:
             )
         return self.backend.prepare(x)
 
-    def stream(self, noise: Noise, seed: int) -> Any:
-        return self.backend.stream(noise, seed)
-
-    def identity(self) -> tuple:
-        return self.backend.identity()
-
-    def counts(self, xs: Any, nums: Any, streams: Any, batch_size: int) -> np.ndarray:
-        return self.backend.counts(xs, nums, streams, batch_size)
-
-    def soft_sums(self, xs: Any, nums: Any, streams: Any, batch_size: int) -> np.ndarray:
-        return self.backend.soft_sums(xs, nums, streams, batch_size)
-
-    def soft_pairs(self, xs: Any, nums: Any, streams: Any, batch_size: int, classes: Any) -> list[np.ndarray]:
-        return self.backend.soft_pairs(xs, nums, streams, batch_size, classes)
+    def __getattr__(self, name: str) -> Any:
+        if name == "backend":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.backend, name)
 
 
 def art_backend(classifier: Any, num_classes: int, device: Any = None) -> Backend:
