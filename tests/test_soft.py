@@ -59,8 +59,7 @@ def test_for_large_n_the_soft_radius_approaches_the_ideal_one() -> None:
     x = np.array([0.4, 0.0, 0.0], dtype=np.float32)
     w = np.array([1.0, 0.5, 0.0])
     _, ideal, true = soft_truth(w, 0.0, x)
-    certificate = SmoothedClassifier(probit(w, 0.0), 2, SIGMA, seed=1).certify(x, 100, 100_000, 0.001,
-                                                                               smoothing="soft")
+    certificate = SmoothedClassifier(probit(w, 0.0), 2, SIGMA, seed=1).certify(x, 100, 100_000, 0.001, smoothing="soft")
     assert 0.9 * ideal < certificate.radius <= ideal < true
 
 
@@ -125,8 +124,9 @@ def test_the_torch_and_art_faces_certify_the_soft_classifier(digits_test) -> Non
     with torch.random.fork_rng():
         torch.manual_seed(0)
         torch.nn.init.normal_(network[1].weight, std=2.0)
-    soft = SmoothedClassifier(network, 10, 0.25, seed=0).certify_many(x, 50, 500, 0.01, smoothing="soft",
-                                                                      progress=False)
+    soft = SmoothedClassifier(network, 10, 0.25, seed=0).certify_many(
+        x, 50, 500, 0.01, smoothing="soft", progress=False
+    )
     assert all(c.smoothing == "soft" and (c.radius > 0) == (c.prediction != ABSTAIN) for c in soft)
     art = pytest.importorskip("art")
     from art.estimators.classification import PyTorchClassifier
@@ -155,3 +155,105 @@ def test_the_command_line_certifies_the_soft_classifier_and_analyze_keeps_the_tw
     assert main(["analyze", str(tmp_path / "hard.tsv"), str(tmp_path / "soft.tsv"), "--radii", "0", "0.25"]) == 0
     table = capsys.readouterr().out
     assert f"{tmp_path / 'soft.tsv'} (soft)" in table and f"{tmp_path / 'hard.tsv'} (soft)" not in table
+
+
+class Recorded:
+    """The probit base classifier, keeping every output it returns (in the order the noisy copies were drawn)."""
+
+    def __init__(self, w: np.ndarray, b: float) -> None:
+        self.base, self.outputs = probit(w, b), []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.outputs.append(self.base(batch))
+        return self.outputs[-1]
+
+    def estimation_pairs(self, n: int, selected: int) -> np.ndarray:
+        """The ``(n, 2)`` pairs (selected class's softmax, runner-up's) of the last ``n`` noisy copies, read as the
+        backend reads them."""
+        from rs_plugin.backends import pairs_of, probabilities
+
+        outputs = np.concatenate(self.outputs)[-n:]
+        return pairs_of(probabilities(outputs, n, 2), np.full(n, selected))
+
+
+def soft_radii(pairs: np.ndarray, alpha: float) -> dict[str, float]:
+    """The soft radius from one trial's estimation pairs, correct and wrong: ``"sound"`` as certify must compute it
+    (each bound at alpha / 2), ``"no half"`` without the 1/2, ``"plug-in"`` with the sample means in place of the
+    bounds (no confidence at all)."""
+    lower, upper = mean_lower_bound(pairs[:, 0], alpha / 2), mean_upper_bound(pairs[:, 1], alpha / 2)
+    sound = SIGMA / 2 * float(norm.ppf(lower) - norm.ppf(upper))
+    plug_in = SIGMA / 2 * float(norm.ppf(pairs[:, 0].mean()) - norm.ppf(pairs[:, 1].mean()))
+    return {"sound": max(sound, 0.0), "no half": 2 * max(sound, 0.0), "plug-in": max(plug_in, 0.0)}
+
+
+def too_often(overstated: int, trials: int, alpha: float) -> bool:
+    """The soundness test: a one-sided binomial test rejects, at level 0.01, that radii overstate at rate <= alpha."""
+    return binomtest(overstated, trials, alpha, alternative="greater").pvalue <= 0.01
+
+
+def soft_trials(w: np.ndarray, x: np.ndarray, alpha: float, trials: int, n: int, seed: int) -> dict[str, list[float]]:
+    """``trials`` seeded soft certificates of ``x``: each variant's radius per trial (the package's as ``"certify"``),
+    checking that certify's radius and bounds are exactly the betting bounds at alpha / 2 of its own samples."""
+    base = Recorded(w, 0.0)
+    g = SmoothedClassifier(base, 2, SIGMA, seed=seed, batch_size=1000)
+    radii: dict[str, list[float]] = {"certify": [], "sound": [], "no half": [], "plug-in": []}
+    for _ in range(trials):
+        base.outputs.clear()
+        certificate = g.certify(x, 50, n, alpha, smoothing="soft")
+        pairs = base.estimation_pairs(n, certificate.selected)
+        assert certificate.p_lower == mean_lower_bound(pairs[:, 0], alpha / 2)  # not at alpha: the union bound
+        assert certificate.p_upper == mean_upper_bound(pairs[:, 1], alpha / 2)
+        radii["certify"].append(certificate.radius)
+        for name, radius in soft_radii(pairs, alpha).items():
+            radii[name].append(radius if certificate.selected == 1 else 0.0)  # class 0 is never certified here
+    assert radii["certify"] == pytest.approx(radii["sound"], abs=1e-12)
+    return radii
+
+
+def test_the_soundness_test_passes_the_soft_certificate_and_fails_a_radius_without_the_half_or_without_bounds() -> None:
+    """One test, applied to each variant on the same samples: the radius overstates G's own (ideal) radius
+    sigma / 2 (Phi^-1(G_A) - Phi^-1(G_B)) in at most an alpha fraction of seeded trials. It can only overstate it
+    when a bound fails, so the sound radius passes; twice the radius, or the plug-in radius of the sample means,
+    overstates it in most trials.
+
+    What a frequency test cannot see: a bound at the wrong level. At fixed n the betting bound fails far less often
+    than its level (its width is about sigma sqrt(2 ln(1 / alpha) / n), so it fails with probability about
+    1 - Phi(sqrt(2 ln(1 / alpha))): 0.007 at alpha = 0.05), so bounds at 2 alpha (no union bound) still pass.
+    :func:`soft_trials` catches that one exactly instead: certify's bounds must equal the betting bounds at
+    alpha / 2 of its own estimation samples."""
+    alpha, trials = 0.1, 200
+    x = np.array([0.15, 0.3, -0.2], dtype=np.float32)
+    _, ideal, true = soft_truth(STEEP, 0.0, x)
+    radii = soft_trials(STEEP, x, alpha, trials, 1000, seed=11)
+    assert sum(r > 0 for r in radii["certify"]) > trials / 2
+    assert not too_often(sum(r > ideal for r in radii["certify"]), trials, alpha)
+    assert not too_often(sum(r > true for r in radii["certify"]), trials, alpha)
+    assert too_often(sum(r > ideal for r in radii["no half"]), trials, alpha)
+    assert too_often(sum(r > ideal for r in radii["plug-in"]), trials, alpha)
+
+
+def test_bounds_at_twice_alpha_fail_the_exact_check_of_the_soft_bounds(monkeypatch) -> None:
+    """The wrong variant the frequency test cannot see (bounds at alpha instead of alpha / 2) fails
+    :func:`soft_trials`' exact check."""
+    import rs_plugin.core
+
+    real = rs_plugin.core.mean_lower_bound
+    monkeypatch.setattr(rs_plugin.core, "mean_lower_bound", lambda samples, alpha: real(samples, 2 * alpha))
+    with pytest.raises(AssertionError):
+        soft_trials(STEEP, np.array([0.15, 0.3, -0.2], dtype=np.float32), 0.1, 1, 1000, seed=11)
+
+
+@pytest.mark.slow
+def test_the_soft_certificate_is_sound_at_several_inputs_and_levels() -> None:
+    """The soundness test of the default suite at more inputs, levels and trials (a shallow probit too, whose scores
+    vary widely)."""
+    for w, x, alpha in [
+        (STEEP, np.array([0.05, 0.0, 0.0]), 0.05),
+        (np.array([0.8, -0.6, 0.0]), np.array([0.9, 0.1, 0.3]), 0.2),
+        (STEEP, np.array([0.3, 0.0, 0.0]), 0.01),
+    ]:
+        x = x.astype(np.float32)
+        _, ideal, _ = soft_truth(w, 0.0, x)
+        radii = soft_trials(w, x, alpha, 1000, 2000, seed=12)
+        assert not too_often(sum(r > ideal for r in radii["certify"]), 1000, alpha)
+        assert too_often(sum(r > ideal for r in radii["no half"]), 1000, alpha)
