@@ -31,18 +31,23 @@ def top_two_differ(count1: int, count2: int, alpha: float) -> bool:
     return binomtest(count1, count1 + count2, p=0.5).pvalue <= alpha
 
 
-def mean_lower_bound(samples: np.ndarray, alpha: float, *, max_bet: float = 0.9) -> float:
+def mean_lower_bound(samples: np.ndarray, alpha: float, *, max_bet: float = 0.9, horizon: int | None = None) -> float:
     """A lower confidence bound on the mean of i.i.d. samples in ``[0, 1]``: ``P(mean >= bound) >= 1 - alpha``.
 
     The betting bound of Waudby-Smith & Ramdas (2023) for bounded means, which generalises the Bernoulli betting
     sequence of :mod:`rs_plugin.sequential` to any ``[0, 1]``-valued samples. A gambler betting that the mean exceeds
     ``m`` multiplies her wealth by ``1 + lambda_i (X_i - m)`` at sample ``i``, with a predictable stake ``lambda_i``
-    (the plug-in ``sqrt(2 ln(1 / alpha) / (n var_{i-1}))`` of the samples before ``i``, at most ``max_bet`` < 1, so
-    her wealth stays positive for every ``m`` in ``[0, 1]``). Under mean ``m`` her wealth is a nonnegative martingale
+    (the plug-in ``sqrt(2 ln(1 / alpha) / (horizon var_{i-1}))`` of the samples before ``i``, at most ``max_bet`` < 1,
+    so her wealth stays positive for every ``m`` in ``[0, 1]``). Under mean ``m`` her wealth is a nonnegative martingale
     of mean 1, so by Ville's inequality it reaches ``1 / alpha`` with probability at most ``alpha``; since it
     decreases in ``m``, every ``m`` at or below the root of ``wealth(m) = 1 / alpha`` is excluded, and the root
     (taken on its excluded side, so never tighter than the exact one) is the bound.
     Tighter than Hoeffding's when the samples vary little (as the soft scores of a confident classifier do).
+
+    ``horizon`` (default: the number of samples) is the sample size the stakes are tuned for. The stakes do not depend
+    on how many samples are read, so for a fixed horizon the bounds of the first ``t`` samples, for every
+    ``t <= horizon``, come from one martingale per ``m``: they hold at every ``t`` at once with probability at least
+    ``1 - alpha`` (a confidence sequence), and reading them at a stopping time keeps the guarantee.
     """
     x = np.asarray(samples, dtype=np.float64).ravel()
     if x.size == 0 or not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
@@ -50,11 +55,15 @@ def mean_lower_bound(samples: np.ndarray, alpha: float, *, max_bet: float = 0.9)
     if not 0 < alpha < 1 or not 0 < max_bet < 1:
         raise ValueError(f"alpha and max_bet must lie in (0, 1), got {alpha} and {max_bet}")
     n, threshold = len(x), math.log(1 / alpha)
+    if horizon is None:
+        horizon = n
+    elif isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < n:
+        raise ValueError(f"horizon must be an int at least the number of samples ({n}), got {horizon!r}")
     t = np.arange(1, n + 1)
     means = (0.5 + np.cumsum(x)) / (t + 1)
     variances = (0.25 + np.cumsum((x - means) ** 2)) / (t + 1)
     previous = np.concatenate(([0.25], variances[:-1]))  # the variance known before each sample
-    stakes = np.minimum(np.sqrt(2 * threshold / (n * previous)), max_bet)
+    stakes = np.minimum(np.sqrt(2 * threshold / (horizon * previous)), max_bet)
 
     def excess(m: float) -> float:  # log wealth(m) - log(1 / alpha): decreasing in m
         return float(np.log1p(stakes * (x - m)).sum()) - threshold
@@ -70,7 +79,7 @@ def mean_lower_bound(samples: np.ndarray, alpha: float, *, max_bet: float = 0.9)
     return root
 
 
-def mean_upper_bound(samples: np.ndarray, alpha: float) -> float:
+def mean_upper_bound(samples: np.ndarray, alpha: float, *, horizon: int | None = None) -> float:
     """An upper confidence bound on the mean of i.i.d. samples in ``[0, 1]``: ``P(mean <= bound) >= 1 - alpha``
-    (:func:`mean_lower_bound` of ``1 - samples``)."""
-    return 1.0 - mean_lower_bound(1.0 - np.asarray(samples, dtype=np.float64), alpha)
+    (:func:`mean_lower_bound` of ``1 - samples``, a confidence sequence up to ``horizon`` likewise)."""
+    return 1.0 - mean_lower_bound(1.0 - np.asarray(samples, dtype=np.float64), alpha, horizon=horizon)

@@ -73,7 +73,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
                                help="anytime-valid bound of sequential CERTIFY: betting (default) or bonferroni")
         smoothing.add_argument("--smoothing", choices=("hard", "soft"),
                                help="certify the vote (hard, the default) or the mean softmax (soft; Gaussian noise, "
-                                    "fixed n; recorded in FILE.settings.json, and analyze labels the file '(soft)')")
+                                    "--sequence betting; recorded in FILE.settings.json, and analyze labels the file "
+                                    "'(soft)')")
     smoothing.add_argument("--seed", type=int, default=0,
                            help="noise seed; example idx gets noise fixed by (seed, idx) (default: 0)")
     work = parser.add_argument_group("examples and execution")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import diagnostics, sequential
-from .bounds import mean_lower_bound, mean_upper_bound, top_two_differ
+from .bounds import top_two_differ
 from .calibration import best_batch_size
 from .certificate import ABSTAIN, Certificate
 from .checks import positive_int, probability, radii
@@ -35,11 +35,13 @@ SMOOTHINGS = ("hard", "soft")
 
 @dataclass(frozen=True)
 class _Stopping:
-    """How CERTIFY estimates: at most ``n`` samples, the confidence sequence, the thresholds on p of the target radii,
-    the radius tolerance (fixed n: one Clopper-Pearson stage, no target, no tolerance)."""
+    """How CERTIFY estimates: at most ``n`` samples, the bounds (hard: a confidence sequence on the vote; soft: the
+    :class:`~rs_plugin.sequential.SoftBounds`), the target radii and their thresholds on p (hard), the radius
+    tolerance (fixed n: one stage, no target, no tolerance)."""
 
     n: int
-    sequence: sequential.ConfidenceSequence
+    sequence: sequential.ConfidenceSequence | sequential.SoftBounds
+    targets: list[float]
     thresholds: list[float]
     radius_tolerance: float | None
     smoothing: str = "hard"
@@ -135,7 +137,10 @@ class SmoothedClassifier:
         bounds of :func:`rs_plugin.bounds.mean_lower_bound`, each at level ``alpha / 2``), and the noise turns the two
         bounds into a radius (:meth:`rs_plugin.noises.Noise.soft_radius`; Gaussian: ``sigma / 2 (Phi^-1(lower) -
         Phi^-1(upper))``, Salman et al. 2019). With probability at least ``1 - alpha`` the class is ``G``'s and ``G``
-        keeps it within the radius; abstains when the radius is not positive. Fixed n only.
+        keeps it within the radius; abstains when the radius is not positive. ``target_radius`` and
+        ``radius_tolerance`` stop early as for the vote: the betting bounds with horizon ``n`` are confidence
+        sequences, so the guarantee holds at whatever checkpoint sampling stops
+        (:func:`rs_plugin.sequential.soft_stages`; ``sequence`` must be ``"betting"``).
 
         Refuses an ``n`` and ``alpha`` that cannot certify any radius, before any sample, and warns when a target
         radius cannot be certified (:mod:`rs_plugin.diagnostics`).
@@ -158,20 +163,30 @@ class SmoothedClassifier:
 
     def _certify_soft(self, xs: list[Any], streams: list[Any], n0: int, stopping: _Stopping) -> list[Certificate]:
         """CERTIFY of the soft smoothed classifier on each of ``xs`` (see :meth:`certify`)."""
-        batch_size, n, alpha = self.batch_size_for(xs[0]), stopping.n, stopping.sequence.alpha
+        batch_size = self.batch_size_for(xs[0])
         selected = self.backend.soft_sums(xs, [n0] * len(xs), streams, batch_size).argmax(axis=1)  # select with n0
-        pairs = self.backend.soft_pairs(xs, [n] * len(xs), streams, batch_size, selected)  # n fresh samples
+        procedures = [sequential.soft_stages(stopping.sequence, stopping.targets, self._soft_radius_of,
+                                             radius_tolerance=stopping.radius_tolerance) for _ in xs]
+
+        def draw(active: list[int], nums: list[int]) -> list[np.ndarray]:  # fresh pairs for the selected classes
+            return self.backend.soft_pairs([xs[e] for e in active], nums, [streams[e] for e in active], batch_size,
+                                           selected[active])
+
         certificates = []
-        for x, chosen, values in zip(xs, selected, pairs, strict=True):
-            lower, upper = mean_lower_bound(values[:, 0], alpha / 2), mean_upper_bound(values[:, 1], alpha / 2)
-            radius = self.noise.soft_radius(lower, upper) if lower > upper else 0.0
+        for x, chosen, (values, lower, upper) in zip(xs, selected, _rounds(procedures, draw), strict=True):
+            radius = self._soft_radius_of(lower, upper)
             certificates.append(Certificate(
-                prediction=int(chosen) if radius > 0 else ABSTAIN, radius=max(radius, 0.0), norm=self.noise.norm,
-                p_lower=lower, num_samples=n0 + n, count=int((values[:, 0] > values[:, 1]).sum()), n=n,
-                selected=int(chosen), radii=self.noise.radii(max(radius, 0.0), math.prod(np.shape(x))),
+                prediction=int(chosen) if radius > 0 else ABSTAIN, radius=radius, norm=self.noise.norm,
+                p_lower=lower, num_samples=n0 + len(values), count=int((values[:, 0] > values[:, 1]).sum()),
+                n=len(values), selected=int(chosen), radii=self.noise.radii(radius, math.prod(np.shape(x))),
                 smoothing="soft", p_upper=upper,
             ))
         return certificates
+
+    def _soft_radius_of(self, lower: float, upper: float) -> float:
+        """The soft radius of the bounds ``lower`` on the selected class's mean softmax and ``upper`` on every
+        other's (0 unless ``lower > upper``)."""
+        return max(self.noise.soft_radius(lower, upper), 0.0) if lower > upper else 0.0
 
     def _certificate(self, x: Any, selected: int, count: int, used: int, p_lower: float, n0: int) -> Certificate:
         """The certificate of class ``selected`` whose probability is at least ``p_lower``: abstains below 1/2."""
@@ -256,11 +271,14 @@ class SmoothedClassifier:
         tolerance = None if radius_tolerance is None else sequential.radius_tolerance(radius_tolerance)
         stops_early = bool(targets) or tolerance is not None
         if smoothing == "soft":
-            _check_soft(self.noise, stops_early)
-        bounds = sequential.make_sequence(sequence, alpha, n) if stops_early else sequential.FixedSequence(alpha)
+            _check_soft(self.noise, sequence if stops_early else "betting")
+            bounds: Any = sequential.SoftBounds(alpha, n, stops_early)
+        else:
+            bounds = sequential.make_sequence(sequence, alpha, n) if stops_early else sequential.FixedSequence(alpha)
         diagnostics.check_certify(self.noise, n, alpha, target_radius, sequence=sequence if stops_early else None)
         diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
-        stopping = _Stopping(n, bounds, [self.noise.p_needed(r) for r in targets], tolerance, smoothing)
+        thresholds = [] if smoothing == "soft" else [self.noise.p_needed(r) for r in targets]
+        stopping = _Stopping(n, bounds, targets, thresholds, tolerance, smoothing)
         certificates: list[Certificate] = []
         for pack in self._packs(pairs, min(n0, n), progress, "certify"):
             streams = [self._stream("certify", i) for _, i in pack]
@@ -294,25 +312,19 @@ class SmoothedClassifier:
     def _estimate(
         self, xs: list[Any], streams: list[Any], selected: np.ndarray, stopping: _Stopping
     ) -> list[tuple[int, int, float]]:
-        """Each input's sequential procedure (:func:`rs_plugin.sequential.stages`), run side by side: each round
-        draws every undecided input's next stage in shared forward passes. Returns ``(count, samples, p_lower)``."""
+        """Each input's sequential procedure (:func:`rs_plugin.sequential.stages`), run side by side by
+        :func:`_rounds`. Returns ``(count, samples, p_lower)``."""
         procedures = [
             sequential.stages(stopping.n, stopping.sequence, stopping.thresholds,
                               radius_tolerance=stopping.radius_tolerance, radius=self._radius_of)
             for _ in xs
         ]
-        results: list[tuple[int, int, float]] = [(0, 0, 0.0)] * len(xs)
-        wanted = {e: next(procedure) for e, procedure in enumerate(procedures)}
-        while wanted:
-            active = list(wanted)
-            counts = self._counts([xs[e] for e in active], [wanted[e] for e in active], [streams[e] for e in active])
-            for e, row in zip(active, counts, strict=True):
-                try:
-                    wanted[e] = procedures[e].send(int(row[selected[e]]))
-                except StopIteration as done:
-                    results[e] = done.value
-                    del wanted[e]
-        return results
+
+        def draw(active: list[int], nums: list[int]) -> list[int]:  # how many fresh samples vote for the selected
+            counts = self._counts([xs[e] for e in active], nums, [streams[e] for e in active])
+            return [int(row[selected[e]]) for e, row in zip(active, counts, strict=True)]
+
+        return _rounds(procedures, draw)
 
     def _radius_of(self, p: float) -> float:
         """The radius certified by a lower bound ``p`` on the top class's probability (0 below 1/2)."""
@@ -336,12 +348,29 @@ class SmoothedClassifier:
             yield pack
 
 
-def _check_soft(noise: Any, stops_early: bool) -> None:
-    """``ValueError`` unless soft certification applies: fixed n, and a noise with a soft certificate."""
-    if stops_early:
-        raise ValueError("smoothing: 'soft' certifies with fixed n; target_radius and radius_tolerance apply to 'hard'")
+def _rounds(procedures: list[Generator[int, Any, Any]], draw: Callable[[list[int], list[int]], list[Any]]) -> list[Any]:
+    """Run the sequential procedures (generators that yield how many samples they want and are sent what those
+    samples gave) side by side: each round, ``draw(active, nums)`` draws every undecided procedure's next stage in
+    shared forward passes. Returns each procedure's return value, in order."""
+    results: list[Any] = [None] * len(procedures)
+    wanted = {e: next(procedure) for e, procedure in enumerate(procedures)}
+    while wanted:
+        active = list(wanted)
+        for e, drawn in zip(active, draw(active, [wanted[e] for e in active]), strict=True):
+            try:
+                wanted[e] = procedures[e].send(drawn)
+            except StopIteration as done:
+                results[e] = done.value
+                del wanted[e]
+    return results
+
+
+def _check_soft(noise: Any, sequence: str) -> None:
+    """``ValueError`` unless soft certification applies: a noise with a soft certificate, the betting bounds."""
     if type(noise).soft_radius is Noise.soft_radius:
         raise ValueError(f"smoothing: the {noise.name} noise has no certificate for the soft smoothed classifier")
+    if sequence != "betting":
+        raise ValueError(f"sequence: 'soft' certification reads the betting bounds of scores, got {sequence!r}")
 
 
 def _vote(counts: np.ndarray, alpha: float) -> int:

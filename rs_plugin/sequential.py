@@ -19,6 +19,11 @@ Fixed-n CERTIFY is the same procedure with one stage (:class:`FixedSequence`: on
 * ``"bonferroni"`` (:class:`BonferroniSequence`): Clopper-Pearson bounds at doubling checkpoints with
   alpha spent across them by the union bound (Horvath et al., ICLR 2022).
 
+The soft smoothed classifier (``smoothing="soft"``) is certified from bounds on two means of ``[0, 1]``-valued
+scores instead of one Bernoulli probability: :class:`SoftBounds` (the betting bounds of
+:func:`rs_plugin.bounds.mean_lower_bound` with a fixed horizon, a confidence sequence) read by :func:`soft_stages`,
+with the same stopping rules (:func:`settled`) and the same guarantee at whatever checkpoint sampling stops.
+
 Voracek (2024) studies confidence sequences for these decisions in randomized smoothing; the measured savings are in
 the documentation's measured results (``benchmarks/sequential.py``).
 """
@@ -29,10 +34,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 
+import numpy as np
 from scipy.optimize import brentq
 from scipy.special import betaln
+from scipy.stats import norm
 
-from .bounds import lower_confidence_bound, upper_confidence_bound
+from .bounds import lower_confidence_bound, mean_lower_bound, mean_upper_bound, upper_confidence_bound
 from .checks import positive_number
 
 SEQUENCES = ("betting", "bonferroni")
@@ -231,11 +238,90 @@ def stages(
             break
         rate = upper_confidence_bound(count, drawn, drawn / (2 * n))
         projected = sequence.lower(count + round((n - drawn) * rate), n)
-        if any(lower < t <= projected for t in thresholds):
-            continue
-        if radius_tolerance is None or radius(projected) - radius(lower) <= radius_tolerance:
+        if settled(lower, projected, thresholds, radius_tolerance, radius):
             break
     return count, drawn, lower
+
+
+def settled(
+    now: float,
+    projected: float,
+    thresholds: Sequence[float],
+    radius_tolerance: float | None,
+    radius: Callable[[float], float] | None,
+) -> bool:
+    """The stopping rule of :func:`estimate` at a checkpoint: every threshold is decided (certified, ``now >= t``, or
+    out of reach, ``projected < t``) and, with ``radius_tolerance``, ``radius(projected) - radius(now)`` is at most
+    it. ``now`` and ``projected`` are the bound now and its projection at the horizon."""
+    if any(now < t <= projected for t in thresholds):
+        return False
+    return radius_tolerance is None or radius(projected) - radius(now) <= radius_tolerance
+
+
+class SoftBounds:
+    """The bounds behind a soft certificate: a lower bound on the selected class's mean softmax and an upper bound on
+    the runner-up's, each the betting bound (:func:`rs_plugin.bounds.mean_lower_bound`) at level ``alpha / 2`` with
+    horizon ``n``, read at :meth:`checkpoints`.
+
+    Guarantee: with probability at least ``1 - alpha`` both bounds hold at every checkpoint at once (each is a
+    confidence sequence up to its horizon, and the union bound joins the two), so at whatever checkpoint sampling
+    stops. With ``stops_early`` False there is one checkpoint, ``n`` (fixed-n soft CERTIFY); otherwise every 10% of
+    samples (:class:`BettingSequence`'s checkpoints).
+    """
+
+    def __init__(self, alpha: float, n: int, stops_early: bool) -> None:
+        self.alpha, self.n, self.stops_early = alpha, n, stops_early
+
+    def __repr__(self) -> str:
+        return f"SoftBounds(alpha={self.alpha}, n={self.n}, stops_early={self.stops_early})"
+
+    def checkpoints(self) -> list[int]:
+        """The sample counts at which the bounds are read, ending at ``n``."""
+        return _geometric(self.n, BettingSequence.growth) if self.stops_early else [self.n]
+
+    def bounds(self, pairs: np.ndarray) -> tuple[float, float]:
+        """``(lower, upper)`` from the pairs ``(t, 2)`` of the first ``t`` samples (selected class's softmax,
+        runner-up's)."""
+        level = self.alpha / 2
+        return (mean_lower_bound(pairs[:, 0], level, horizon=self.n),
+                mean_upper_bound(pairs[:, 1], level, horizon=self.n))
+
+
+def soft_stages(
+    bounds: SoftBounds,
+    target_radii: Sequence[float],
+    radius: Callable[[float, float], float],
+    *,
+    radius_tolerance: float | None = None,
+) -> Generator[int, np.ndarray, tuple[np.ndarray, float, float]]:
+    """Soft CERTIFY's estimation as a generator, like :func:`stages`: it yields how many more samples it wants and is
+    sent their pairs ``(m, 2)`` (selected class's softmax, runner-up's); it returns ``(pairs drawn, lower, upper)``.
+
+    ``radius(lower, upper)`` is the certified radius of two bounds (0 when none). At each checkpoint of ``bounds`` the
+    radius now and its projection at ``n`` are compared by :func:`settled`, each target radius playing a threshold's
+    part. The projection is a heuristic that only decides when to stop: the bounds' widths shrunk by ``2 t / (t + n)``
+    (the width of a betting bound with horizon ``n`` after ``t`` samples is about ``1 / t + 1 / n`` times a constant)
+    around optimistic means, each sample mean moved ``z`` standard errors in the selected class's favour, ``z`` the
+    ``1 - t / (2 n)`` normal quantile (as :func:`estimate`'s optimistic rate: far ahead early, the mean itself at
+    ``t = n``). Whenever it stops, the returned bounds hold with probability at least
+    ``1 - alpha`` (:class:`SoftBounds`).
+    """
+    n, drawn, parts = bounds.n, 0, []
+    lower, upper = 0.0, 1.0
+    for point in bounds.checkpoints():
+        parts.append((yield point - drawn))
+        drawn = point
+        seen = np.concatenate(parts)
+        lower, upper = bounds.bounds(seen)
+        if drawn == n:
+            break
+        shrink, (top, other) = 2 * drawn / (drawn + n), seen.mean(axis=0)
+        ahead = norm.ppf(1 - drawn / (2 * n)) * seen.std(axis=0) / math.sqrt(drawn)
+        projected = radius(min(top + ahead[0], 1.0) - (top - lower) * shrink,
+                           max(other - ahead[1], 0.0) + (upper - other) * shrink)
+        if settled(radius(lower, upper), projected, target_radii, radius_tolerance, lambda r: r):
+            break
+    return seen, lower, upper
 
 
 def _log_likelihood(k: int, t: int, m: float) -> float:

@@ -106,7 +106,7 @@ def test_the_betting_bound_is_valid_and_near_clopper_pearson_on_votes() -> None:
     ("options", "match"),
     [
         ({"smoothing": "medium"}, "smoothing must be one of hard, soft"),
-        ({"smoothing": "soft", "target_radius": 0.2}, "'soft' certifies with fixed n"),
+        ({"smoothing": "soft", "target_radius": 0.2, "sequence": "bonferroni"}, "reads the betting bounds"),
         ({"smoothing": "soft", "noise": "laplace"}, "laplace noise has no certificate for the soft"),
     ],
 )
@@ -235,10 +235,12 @@ def test_the_soundness_test_passes_the_soft_certificate_and_fails_a_radius_witho
 def test_bounds_at_twice_alpha_fail_the_exact_check_of_the_soft_bounds(monkeypatch) -> None:
     """The wrong variant the frequency test cannot see (bounds at alpha instead of alpha / 2) fails
     :func:`soft_trials`' exact check."""
-    import rs_plugin.core
+    import rs_plugin.sequential
 
-    real = rs_plugin.core.mean_lower_bound
-    monkeypatch.setattr(rs_plugin.core, "mean_lower_bound", lambda samples, alpha: real(samples, 2 * alpha))
+    real = rs_plugin.sequential.mean_lower_bound
+    monkeypatch.setattr(
+        rs_plugin.sequential, "mean_lower_bound", lambda samples, alpha, **options: real(samples, 2 * alpha, **options)
+    )
     with pytest.raises(AssertionError):
         soft_trials(STEEP, np.array([0.15, 0.3, -0.2], dtype=np.float32), 0.1, 1, 1000, seed=11)
 
@@ -257,3 +259,45 @@ def test_the_soft_certificate_is_sound_at_several_inputs_and_levels() -> None:
         radii = soft_trials(w, x, alpha, 1000, 2000, seed=12)
         assert not too_often(sum(r > ideal for r in radii["certify"]), 1000, alpha)
         assert too_often(sum(r > ideal for r in radii["no half"]), 1000, alpha)
+
+
+def test_sequential_soft_certificates_are_sound_over_repeated_trials_and_stop_early() -> None:
+    """Soft CERTIFY that stops at a target radius (reached or out of reach) or once the radius is settled: the radius
+    overstates G's own in at most an alpha fraction of seeded trials, whatever checkpoint it stopped at, and twice the
+    radius fails the same test. The rules stop early: fewer samples than n on average."""
+    alpha, trials, n = 0.1, 100, 4000
+    x = np.array([0.15, 0.3, -0.2], dtype=np.float32)
+    _, ideal, _ = soft_truth(STEEP, 0.0, x)
+    g = SmoothedClassifier(probit(STEEP, 0.0), 2, SIGMA, seed=21, batch_size=1000)
+    for options in ({"target_radius": [0.5 * ideal, 0.8 * ideal]}, {"radius_tolerance": 0.01}):
+        certificates = [g.certify(x, 50, n, alpha, smoothing="soft", **options) for _ in range(trials)]
+        assert np.mean([c.n for c in certificates]) < 0.75 * n
+        assert sum(c.radius > 0 for c in certificates) > trials / 2
+        assert not too_often(sum(c.radius > ideal for c in certificates), trials, alpha)
+        assert too_often(sum(2 * c.radius > ideal for c in certificates), trials, alpha)
+
+
+def test_a_sequential_soft_run_that_never_settles_is_the_fixed_n_certificate() -> None:
+    """The checkpoints only read the bounds: one that draws all n samples certifies what fixed n certifies (the same
+    samples, the same bounds with horizon n)."""
+    x = np.array([0.15, 0.3, -0.2], dtype=np.float32)
+    g = SmoothedClassifier(probit(STEEP, 0.0), 2, SIGMA, seed=0, batch_size=256)
+    fixed = g.certify(x, 50, 3000, 0.01, smoothing="soft", index=4)
+    settled_never = g.certify(x, 50, 3000, 0.01, smoothing="soft", radius_tolerance=1e-12, index=4)
+    assert settled_never == fixed and fixed.n == 3000
+
+
+def test_the_soft_bounds_with_a_horizon_hold_at_every_checkpoint_at_once() -> None:
+    """The betting bound with a fixed horizon is a confidence sequence: over seeded trials, the lower bound exceeds the
+    mean at some checkpoint (every 10% of samples from 100) in at most an alpha fraction of trials."""
+    from rs_plugin.sequential import SoftBounds
+
+    alpha, trials, rng = 0.2, 300, np.random.default_rng(3)
+    bounds = SoftBounds(alpha, 3000, stops_early=True)
+    missed = 0
+    for _ in range(trials):
+        samples = rng.beta(2.0, 1.0, size=(3000, 2))  # mean 2/3 for both columns
+        missed += any(bounds.bounds(samples[:t])[0] > 2 / 3 for t in bounds.checkpoints())
+    assert not too_often(missed, trials, alpha / 2)
+    with pytest.raises(ValueError, match="horizon"):
+        mean_lower_bound(np.ones(10), 0.1, horizon=5)
