@@ -3,9 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
 
 ABSTAIN = -1
 """The class returned by PREDICT and CERTIFY when they abstain."""
+
+
+class Whitening(Protocol):
+    """A noise N(0, Sigma) that measures perturbations in its own norm (:class:`rs_plugin.correlated.Correlated`)."""
+
+    shape: tuple[int, ...]
+
+    def mahalanobis(self, delta: Any) -> np.ndarray:
+        """``||Sigma^(-1/2) delta||_2`` of one perturbation (0-d) or of each of a batch ``(B, *shape)``."""
+
+
+@dataclass(frozen=True)
+class Ellipsoid:
+    """The ellipsoid ``{delta : ||Sigma^(-1/2) delta||_2 < radius}`` of a noise N(0, Sigma): ``radius`` is the certified
+    radius in the noise's own (Mahalanobis) norm, ``Phi^-1(p_lower)`` for the vote."""
+
+    noise: Whitening
+    radius: float
+
+    def contains(self, delta: Any) -> bool | np.ndarray:
+        """Whether ``delta`` (one perturbation shaped like the input: a bool) or each of a batch ``(B, *shape)`` (a
+        ``(B,)`` bool array) lies inside the ellipsoid."""
+        inside = self.noise.mahalanobis(delta) < self.radius
+        return bool(inside) if np.ndim(inside) == 0 else inside
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,32 @@ class Certificate:
     ``"soft"``, ``G = argmax E[softmax(f(x + noise))]`` (Salman et al.); their classes can differ."""
     p_upper: float | None = None
     """For ``"soft"``: an upper bound on every other class's mean softmax (``p_lower`` bounds the selected one's)."""
+    ellipsoid: Ellipsoid | None = None
+    """For a correlated noise N(0, Sigma) (:mod:`rs_plugin.correlated`): the certified ellipsoid, which contains the
+    ball of ``radius`` (its smallest semi-axis) and reaches further along the noise's large directions."""
+    input_shape: tuple[int, ...] = ()
+    """The shape of the certified input (what :meth:`certifies` reads a perturbation against)."""
+
+    def certifies(self, delta: Any) -> bool | np.ndarray:
+        """Whether the smoothed classifier is certified to return :attr:`prediction` at ``x + delta``, for one
+        perturbation ``delta`` shaped like the input (a bool) or each of a batch ``(B, *input_shape)`` (a ``(B,)``
+        bool array): inside :attr:`ellipsoid` when there is one, otherwise inside one of the balls of :attr:`radii`
+        (each lies inside the certified ball). Always False when CERTIFY abstained. The guarantee is the
+        certificate's: it holds with probability at least ``1 - alpha``."""
+        delta = np.asarray(delta, dtype=np.float64)
+        single = delta.shape == tuple(self.input_shape)
+        if not single and delta.shape[1:] != tuple(self.input_shape):
+            raise ValueError(f"delta must have shape {self.input_shape} or (B, *{self.input_shape}), got {delta.shape}")
+        if self.abstained:
+            return False if single else np.zeros(len(delta), dtype=bool)
+        if self.ellipsoid is not None:
+            return self.ellipsoid.contains(delta)
+        rows = delta.reshape(1 if single else len(delta), -1)
+        orders = {"l1": 1, "l2": 2, "linf": np.inf}
+        inside = np.zeros(len(rows), dtype=bool)
+        for name, radius in self.radii.items():
+            inside |= np.linalg.norm(rows, ord=orders[name], axis=1) < radius
+        return bool(inside[0]) if single else inside
 
     @property
     def abstained(self) -> bool:

@@ -66,7 +66,7 @@ class SmoothedClassifier:
         num_classes: int,
         sigma: float,
         *,
-        noise: str = "gaussian",
+        noise: str | Noise = "gaussian",
         batch_size: int | None = None,
         seed: int | None = None,
         device: Any = None,
@@ -179,7 +179,8 @@ class SmoothedClassifier:
                 prediction=int(chosen) if radius > 0 else ABSTAIN, radius=radius, norm=self.noise.norm,
                 p_lower=lower, num_samples=n0 + len(values), count=int((values[:, 0] > values[:, 1]).sum()),
                 n=len(values), selected=int(chosen), radii=self.noise.radii(radius, math.prod(np.shape(x))),
-                smoothing="soft", p_upper=upper,
+                smoothing="soft", p_upper=upper, ellipsoid=self.noise.ellipsoid(radius) if radius > 0 else None,
+                input_shape=tuple(np.shape(x)),
             ))
         return certificates
 
@@ -204,6 +205,8 @@ class SmoothedClassifier:
             n=used,
             selected=int(selected),
             radii=self.noise.radii(radius, math.prod(np.shape(x))),
+            ellipsoid=self.noise.ellipsoid(radius) if radius > 0 else None,
+            input_shape=tuple(np.shape(x)),
         )
 
     # Several inputs at once --------------------------------------------------------------------------------

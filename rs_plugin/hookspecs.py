@@ -50,7 +50,8 @@ def rs_plugin_make_backend(model: Any, num_classes: int, device: Any) -> Backend
 
 @hookspec
 def rs_plugin_add_noises() -> Mapping[str, Callable[[float], Noise]]:
-    """Return noise families by name; each maps ``sigma`` to a :class:`~rs_plugin.noises.Noise`."""
+    """Return noise families by name; each maps ``sigma`` and keyword options (text, from a spec string
+    ``"name:key=value,..."``, :func:`~rs_plugin.plugins.make_noise`) to a :class:`~rs_plugin.noises.Noise`."""
 
 
 @hookspec

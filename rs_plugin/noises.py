@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import norm
 
+from .certificate import Ellipsoid
 from .hookspecs import hookimpl
 
 
@@ -27,6 +28,7 @@ class Noise(ABC):
 
     name: ClassVar[str]
     norm: ClassVar[str]
+    _spec: str | None = None
 
     def __init__(self, sigma: float) -> None:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, np.integer)):
@@ -39,10 +41,23 @@ class Noise(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(sigma={self.sigma})"
 
+    @property
+    def spec(self) -> str:
+        """The spec string :func:`rs_plugin.plugins.make_noise` made this noise from (``"name:key=value,..."``), or
+        the family's name for a noise made directly."""
+        return self._spec or self.name
+
+    @property
+    def row_size(self) -> int:
+        """:meth:`sample` fills arrays of a whole number of rows of this many values (1: any array; a correlated
+        noise draws whole inputs)."""
+        return 1
+
     @abstractmethod
     def sample(self, rng: np.random.Generator, out: np.ndarray) -> None:
-        """Fill the float32 array ``out`` with i.i.d. noise drawn from ``rng``; drawing ``a`` then ``b`` values
-        must give the same values as drawing ``a + b`` at once (so results do not depend on the batch size)."""
+        """Fill the float32 array ``out`` with noise drawn from ``rng``; drawing ``a`` then ``b`` values (whole rows,
+        :attr:`row_size`) must give the same values as drawing ``a + b`` at once (so results do not depend on the
+        batch size)."""
 
     @abstractmethod
     def radius(self, p_lower: float) -> float:
@@ -57,6 +72,11 @@ class Noise(ABC):
         ``G_A >= p_lower`` and every other class has ``G_c <= p_upper`` (``p_lower > p_upper``). A noise without such a
         certificate raises ``NotImplementedError`` (the default)."""
         raise NotImplementedError(f"{self.name} noise has no certificate for the soft smoothed classifier")
+
+    def ellipsoid(self, radius: float) -> Ellipsoid | None:
+        """The region certified along with the ball of ``radius`` when it is larger than that ball (a correlated noise's
+        ellipsoid, :mod:`rs_plugin.correlated`); None (the default) when the ball is the certificate."""
+        return None
 
     def radii(self, radius: float, dim: int) -> dict[str, float]:
         """``radius`` (in :attr:`norm`) as a certified radius in each of l1, l2 and linf on inputs of ``dim``

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -11,12 +12,13 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .noises import Noise
 
 AUTOLOAD_ENV = "RS_PLUGIN_DISABLE_PLUGIN_AUTOLOAD"
 """Set this environment variable (to anything non-empty) to skip loading entry-point plugins."""
 
-BUILTIN_PLUGINS = ("rs_plugin.noises", "rs_plugin.backends", "rs_plugin.executors", "rs_plugin.datasets",
-                   "rs_plugin.models")
+BUILTIN_PLUGINS = ("rs_plugin.noises", "rs_plugin.correlated", "rs_plugin.backends", "rs_plugin.executors",
+                   "rs_plugin.datasets", "rs_plugin.models")
 
 
 @functools.cache
@@ -65,9 +67,41 @@ def executors() -> dict[str, Callable[..., Any]]:
     return collect("rs_plugin_add_executors")
 
 
-def make_noise(name: str, sigma: float) -> Any:
-    """The noise family ``name`` at ``sigma``; ``ValueError`` listing the known families otherwise."""
-    return lookup("noise", name, noise_families())(sigma)
+def parse_spec(spec: str, kind: str = "noise") -> tuple[str, dict[str, str]]:
+    """``"name:key=value,key=value"`` as ``(name, {key: value})`` (values as text; ``"name"`` alone has no options);
+    ``ValueError`` naming ``kind`` for an option that is not ``key=value`` or is given twice."""
+    if not isinstance(spec, str):
+        raise TypeError(f"{kind} must be a name (optionally name:key=value,...), got {type(spec).__name__}")
+    name, _, rest = spec.partition(":")
+    options: dict[str, str] = {}
+    for item in rest.split(",") if rest else []:
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not key or not equals or not key.isidentifier():
+            raise ValueError(f"{kind}: {item!r} in {spec!r} is not an option key=value")
+        if key in options:
+            raise ValueError(f"{kind}: option {key!r} given twice in {spec!r}")
+        options[key] = value
+    return name.strip(), options
+
+
+def make_noise(spec: Any, sigma: float) -> Any:
+    """The noise of ``spec`` at ``sigma``: a family's name with its options, ``"name:key=value,..."`` (the family gets
+    them as keyword arguments, as text: ``"lowpass:shape=1x8x8,ratio=4"``), or a noise object (returned as is; its
+    ``sigma`` must be ``sigma``). ``ValueError`` listing the known families for an unknown name, naming the options a
+    family does not take."""
+    if isinstance(spec, Noise):
+        if spec.sigma != sigma:
+            raise ValueError(f"sigma: the noise {spec!r} was made with sigma={spec.sigma}, got sigma={sigma}")
+        return spec
+    name, options = parse_spec(spec)
+    family = lookup("noise", name, noise_families())
+    try:
+        inspect.signature(family).bind(sigma, **options)
+    except TypeError as err:
+        raise ValueError(f"noise: the {name} noise does not take the options {sorted(options)}: {err}") from err
+    noise = family(sigma, **options)
+    noise._spec = spec.strip()
+    return noise
 
 
 def make_executor(name: str, **options: Any) -> Any:

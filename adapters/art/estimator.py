@@ -26,6 +26,7 @@ from rs_plugin.checks import seed as check_seed
 from rs_plugin.core import SmoothedClassifier
 from rs_plugin.deprecation import renamed
 from rs_plugin.engine import NumpyStream
+from rs_plugin.noises import Noise
 from rs_plugin.plugins import make_noise
 from rs_plugin.seeding import fresh_entropy, stream_seed
 
@@ -103,7 +104,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         classifier: Any,
         sigma: float,
         *,
-        noise: str = "gaussian",
+        noise: str | Noise = "gaussian",
         num_noise: int = 100,
         n0: int = 100,
         alpha: float = 0.001,
@@ -114,7 +115,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         base_output: str | None = None,
     ) -> None:
         check_classifier(classifier)
-        self._noise = make_noise(noise, sigma)
+        self._noise, self._noise_argument = make_noise(noise, sigma), noise
         self.num_noise = positive_int("num_noise", num_noise)
         self.n0 = positive_int("n0", n0)
         self.alpha = probability("alpha", alpha)
@@ -162,7 +163,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             raise ValueError(f"loss: 'difference_logits_ratio' needs at least 3 classes, got {classifier.nb_classes}")
         self.base_output = _base_output(classifier, self.base_output)
         self.smoothed = SmoothedClassifier(
-            classifier, classifier.nb_classes, self.sigma, noise=self._noise.name, batch_size=self.batch_size,
+            classifier, classifier.nb_classes, self.sigma, noise=self._noise, batch_size=self.batch_size,
             seed=self._root
         )
         probabilities = self.base_output == "probabilities"
@@ -177,8 +178,8 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             self._softmax = ArtSoftmax(classifier, classifier.nb_classes, self._noise, probabilities, logits)
 
     def get_params(self) -> dict[str, Any]:
-        """The constructor arguments (ART's contract): ``noise`` is the noise family's name."""
-        return {**{key: getattr(self, key) for key in self.estimator_params}, "noise": self._noise.name}
+        """The constructor arguments (ART's contract): ``noise`` as given (a spec string, or a noise object)."""
+        return {**{key: getattr(self, key) for key in self.estimator_params}, "noise": self._noise_argument}
 
     def __getstate__(self) -> dict[str, Any]:
         """What pickling and ``copy.deepcopy`` keep: the constructor arguments (the wrapped classifier pickles as ART
@@ -333,7 +334,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
             if model is None or self.classifier.optimizer is None:
                 raise ValueError(f"method: {method!r} trains a PyTorchClassifier with an optimizer (and its "
                                  "preprocessing in torch); use method='gaussian' for this classifier")
-            trainer = make_trainer(method, self.sigma, noise=self._noise.name, **(method_options or {}))
+            trainer = make_trainer(method, self.sigma, noise=self._noise, **(method_options or {}))
             device = module_device(model)
             data = (torch.from_numpy(x).to(device), torch.from_numpy(self._labels(y, len(x))).to(device))
             config = TrainConfig(nb_epochs, positive_int("batch_size", batch_size), seed=self._next_seed())

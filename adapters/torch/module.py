@@ -13,6 +13,7 @@ from rs_plugin.backends import run_base
 from rs_plugin.calibration import best_batch_size
 from rs_plugin.checks import positive_int
 from rs_plugin.checks import seed as check_seed
+from rs_plugin.noises import Noise
 from rs_plugin.plugins import make_noise
 from rs_plugin.seeding import fresh_entropy, stream_seed
 
@@ -46,7 +47,7 @@ class SmoothedModule(nn.Module):
         sigma: float,
         *,
         num_noise: int = 32,
-        noise: str = "gaussian",
+        noise: str | Noise = "gaussian",
         batch_size: int | None = None,
         seed: int | None = None,
     ) -> None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rs_plugin.noises import Noise
+
 from ..torch import eval_mode, module_device
 from .trainer import Step, Trainer
 
@@ -55,8 +57,8 @@ class Denoiser(Trainer):
     Config = DenoiserConfig
     trains = "denoiser"
 
-    def __init__(self, sigma: float | None = None, *, noise: str = "gaussian", classifier: nn.Module | None = None,
-                 **options: object) -> None:
+    def __init__(self, sigma: float | None = None, *, noise: str | Noise = "gaussian",
+                 classifier: nn.Module | None = None, **options: object) -> None:
         super().__init__(sigma, noise=noise, **options)
         if not isinstance(classifier, nn.Module):
             raise TypeError(f"classifier: the denoiser method needs the frozen classifier, an nn.Module returning "

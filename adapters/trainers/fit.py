@@ -71,7 +71,10 @@ class _CountedStream:
         return self.stream.fill(out)
 
     def skip(self, count: int, device: torch.device, chunk: int = 1 << 22) -> None:
-        """Draw and discard ``count`` values."""
+        """Draw and discard ``count`` values (a whole number of the noise's rows, as drawn), a multiple of the noise's
+        :attr:`~rs_plugin.noises.Noise.row_size` at a time."""
+        row = self.stream.noise.row_size
+        chunk = max(chunk // row, 1) * row
         if count:
             scratch = torch.empty(min(count, chunk), dtype=self.dtype, device=device)
         while count:

@@ -53,7 +53,7 @@ class SmoothAdv(Trainer):
     Config = SmoothAdvConfig
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
-        c, seed, noise, m = self.config, step.seed(), self.noise.name, self.config.num_noise
+        c, seed, noise, m = self.config, step.seed(), self.noise, self.config.num_noise
         smoothed = SmoothedModule(model, step.sigma, num_noise=m, noise=noise, batch_size=m * len(x), seed=seed)
         eps = torch.full((len(x),), c.eps * step.warmup(c.warmup), dtype=torch.float32, device=x.device)
         with eval_mode(model):  # the attack sees the network as the smoothed classifier will (as torchattacks does)

@@ -71,7 +71,7 @@ class SmoothMix(Trainer):
         """The SmoothMix adversary's iterates ``x_0 = x, x_1, ..., x_T`` on the noise of ``seed`` (model in eval
         mode, no gradient to its parameters)."""
         smoothed = SmoothedModule(model, self.noise.sigma, num_noise=self.config.num_noise,
-                                  noise=self.noise.name, batch_size=self.config.num_noise * len(x))
+                                  noise=self.noise, batch_size=self.config.num_noise * len(x))
         iterates = [x.detach()]
         with eval_mode(model):
             for _ in range(self.config.steps):

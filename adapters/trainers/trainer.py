@@ -64,7 +64,7 @@ class Trainer:
     trains: ClassVar[str] = "classifier"
     """What the trained module is: ``"classifier"`` or ``"denoiser"``."""
 
-    def __init__(self, sigma: float | None = None, *, noise: str = "gaussian", **options: Any) -> None:
+    def __init__(self, sigma: float | None = None, *, noise: str | Noise = "gaussian", **options: Any) -> None:
         self.config = make_config(self.Config, options, self.name)
         self.history: list[dict[str, float]] = []
         if self.uses_noise and sigma is None:
@@ -87,5 +87,5 @@ class Trainer:
     def settings(self) -> dict[str, Any]:
         """What identifies the method's run: its name, noise and hyperparameters."""
         noise = self.noise
-        return {"method": self.name, "sigma": noise.sigma if noise else 0.0, "noise": noise.name if noise else None,
+        return {"method": self.name, "sigma": noise.sigma if noise else 0.0, "noise": noise.spec if noise else None,
                 **{f"option.{k}": v for k, v in dataclasses.asdict(self.config).items()}}
