@@ -245,3 +245,45 @@ def test_training_under_low_pass_noise_resumes_to_the_weights_of_an_uninterrupte
     )
     assert all(torch.equal(whole.state_dict()[k], resumed.state_dict()[k]) for k in whole.state_dict())
     assert read_checkpoint(tmp_path / "part.pt")["noise"] == spec
+
+
+def test_the_command_line_trains_and_certifies_with_a_spec(tmp_path, capsys) -> None:
+    pytest.importorskip("torch")
+    import json
+
+    from rs_plugin.cli import main
+
+    spec, model, results = "lowpass:shape=1x8x8,ratio=4", tmp_path / "m.pt", tmp_path / "m.tsv"
+    common = ["--sigma", "0.25", "--noise", spec, "--no-progress"]
+    assert main(["train", "--method", "gaussian", "--epochs", "1", "--out", str(model), *common]) == 0
+    assert (
+        main(
+            ["certify", "--checkpoint", str(model), "--n", "200", "--max-examples", "3", "--out", str(results), *common]
+        )
+        == 0
+    )
+    assert len(results.read_text().splitlines()) == 4
+    assert json.loads((tmp_path / "m.tsv.settings.json").read_text())["settings"]["noise"] == spec
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "certify",
+                "--checkpoint",
+                str(model),
+                "--n",
+                "200",
+                "--out",
+                str(tmp_path / "x.tsv"),
+                "--sigma",
+                "0.25",
+                "--noise",
+                "lowpass:shape=1x4x4",
+                "--max-examples",
+                "1",
+                "--no-progress",
+            ]
+        )
+        != 0
+    )
+    assert "shape (1, 4, 4)" in capsys.readouterr().err
