@@ -287,3 +287,22 @@ def test_the_command_line_trains_and_certifies_with_a_spec(tmp_path, capsys) -> 
         != 0
     )
     assert "shape (1, 4, 4)" in capsys.readouterr().err
+
+
+def test_a_covariance_chosen_per_input_by_what_it_certifies_fails_the_soundness_test() -> None:
+    """Sigma must be fixed before the input is seen. Choosing it per input from a menu, keeping the one whose
+    certificate is largest, breaks the guarantee; here five anisotropic noises whose true certified Mahalanobis radius
+    at x is the same (permuted profiles, a linear base with equal weights): each alone contains delta* in at most an
+    alpha fraction of trials, the per-input choice in far more."""
+    alpha, trials = 0.1, 150
+    w = np.ones(SHAPE)
+    x = np.full(SHAPE, 0.02, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    profile = np.linspace(1.0, 2.0, 16).reshape(SHAPE)
+    menu = [Diagonal(SIGMA, rng.permutation(profile.ravel()).reshape(SHAPE)) for _ in range(5)]
+    runs = [linear_trials(noise, w, x, alpha, trials, 500, seed=k) for k, noise in enumerate(menu)]
+    truth = runs[0][1]
+    assert all(run[1] == pytest.approx(truth) for run in runs)
+    radii = np.array([[c.ellipsoid.radius if c.ellipsoid else 0.0 for c in run[0]] for run in runs])
+    assert all(not too_often(int((row > truth).sum()), trials, alpha) for row in radii)
+    assert too_often(int((radii.max(axis=0) > truth).sum()), trials, alpha)
