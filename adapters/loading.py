@@ -33,7 +33,8 @@ def load_torch_model(request: ModelRequest) -> Any:
     elif request.dataset == "digits":
         from .training import digits_model
 
-        network = digits_model(request.sigma, noise=request.noise)
+        channels, resolution = request.input_shape[:2] if request.input_shape else (1, 8)
+        network = digits_model(request.sigma, noise=request.noise, resolution=resolution, channels=channels)
     else:
         return None
     return _wrapped(network, request) if wrapped else network

@@ -7,6 +7,7 @@ space (as in the paper). Checkpoints (:mod:`.checkpoints`) name their architectu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,44 @@ def digits_cnn(num_classes: int = 10) -> nn.Sequential:
         nn.ReLU(),
         nn.Linear(128, num_classes),
     )
+
+
+def upsampled_digits_cnn(resolution: int, channels: int, num_classes: int = 10) -> nn.Sequential:
+    """The digits CNN for digits upsampled to ``channels x resolution x resolution`` (``resolution`` a power of two
+    above 8): a stem of stride-2 3x3 convolutions brings the input to 8x8 (it can learn to average the noise away
+    over the neighbourhood that upsampling made redundant), followed by :func:`digits_cnn`'s layers."""
+    if resolution < 16 or resolution & (resolution - 1):
+        raise ValueError(f"resolution must be a power of two >= 16, got {resolution}")
+    stem: list[nn.Module] = []
+    width = channels
+    while resolution > 8:
+        stem += [nn.Conv2d(width, 32, 3, stride=2, padding=1), nn.ReLU()]
+        width, resolution = 32, resolution // 2
+    return nn.Sequential(
+        Normalize(DIGITS_MEAN * channels, DIGITS_STD * channels),
+        *stem,
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+def digits_architecture_name(resolution: int, channels: int) -> str:
+    """The architecture of the digits CNN for inputs ``channels x resolution x resolution``: ``digits_cnn`` at
+    1x8x8, else ``digits_cnn_{resolution}x{resolution}x{channels}``."""
+    if (resolution, channels) == (8, 1):
+        return "digits_cnn"
+    return f"digits_cnn_{resolution}x{resolution}x{channels}"
+
+
+DIGITS_SIZES = tuple((resolution, channels) for resolution in (16, 32, 64, 128, 256) for channels in (1, 3))
+"""The upsampled digits sizes with an architecture (:func:`digits_architecture_name`)."""
 
 
 class _Block(nn.Module):
@@ -122,6 +161,12 @@ ARCHITECTURES: dict[str, Architecture] = {
     "cifar_resnet20": Architecture(lambda: CifarResNet(20), CIFAR10_MEAN, CIFAR10_STD, 10),
     "cifar_resnet110": Architecture(lambda: CifarResNet(110), CIFAR10_MEAN, CIFAR10_STD, 10),
     "resnet50": Architecture(_resnet50, IMAGENET_MEAN, IMAGENET_STD, 1000),
+    **{
+        digits_architecture_name(r, c): Architecture(
+            functools.partial(upsampled_digits_cnn, r, c), DIGITS_MEAN * c, DIGITS_STD * c, 10, normalized=True
+        )
+        for r, c in DIGITS_SIZES
+    },
     "dncnn_digits": Architecture(lambda: DnCNN(1, depth=5, width=32)),
     "dncnn_cifar10": Architecture(lambda: DnCNN(3)),
 }

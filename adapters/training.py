@@ -75,24 +75,34 @@ def cached_model(name: str, arch: str, seed: int, train: Callable[[nn.Module], o
 
 
 def digits_model(
-    sigma: float, *, noise: str = "gaussian", epochs: int = 30, seed: int = 0, progress: bool = False
+    sigma: float,
+    *,
+    noise: str = "gaussian",
+    epochs: int = 30,
+    seed: int = 0,
+    progress: bool = False,
+    resolution: int = 8,
+    channels: int = 1,
 ) -> nn.Module:
     """The digits CNN trained with ``noise`` of standard deviation ``sigma`` (0: undefended) on the digits
-    training split.
+    training split, at ``channels x resolution x resolution`` (upsampled, :func:`~.datasets.digits_at`; the
+    network is :func:`~.models.digits_architecture_name`'s).
 
-    Initialised and trained from ``seed`` alone (the same weights in every process on CPU), once (a few seconds),
-    and cached per noise, sigma, epochs and seed; later calls load the cached weights.
+    Initialised and trained from ``seed`` alone (the same weights in every process on CPU), once (seconds at 8x8,
+    minutes at 64x64), and cached per size, noise, sigma, epochs and seed; later calls load the cached weights.
     """
-    from .datasets import digits_arrays
+    from .datasets import digits_at
+    from .models import digits_architecture_name
+
+    arch = digits_architecture_name(resolution, channels)
 
     def train(model: nn.Module) -> None:
-        x, y = digits_arrays("train")
-        train_with_noise(model, torch.from_numpy(x), torch.from_numpy(y), sigma, noise=noise, epochs=epochs,
-                         seed=seed, progress=progress)
+        x, y = digits_at("train", resolution, channels)
+        train_with_noise(model, x, y, sigma, noise=noise, epochs=epochs, seed=seed, progress=progress)
 
     tag = "" if sigma == 0 else f"{noise}-"
-    key = hashlib.sha256(f"digits_cnn/{tag}{sigma!r}/{epochs}/{seed}/v3".encode()).hexdigest()[:16]
-    return cached_model(f"digits_cnn-{tag}sigma{sigma:g}-{key}.pt", "digits_cnn", seed, train)
+    key = hashlib.sha256(f"{arch}/{tag}{sigma!r}/{epochs}/{seed}/v3".encode()).hexdigest()[:16]
+    return cached_model(f"{arch}-{tag}sigma{sigma:g}-{key}.pt", arch, seed, train)
 
 
 def digits_denoiser(

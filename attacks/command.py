@@ -39,7 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--predict-n", type=int, help=f"PREDICT's samples (default {DEFAULTS['predict_n']})")
     parser.add_argument("--steps", type=int, help=f"SmoothAdvPGD steps (default {DEFAULTS['steps']})")
     parser.add_argument("--num-noise", type=int, help=f"noise draws per attack step (default {DEFAULTS['num_noise']})")
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="attacks per example and factor, all but the first from a random start; the strongest "
+                             "is judged (default 1)")
     parser.add_argument("--num-examples", type=int, help=f"test examples (default {DEFAULTS['num_examples']})")
+    parser.add_argument("--resolution", type=int, default=8, metavar="R",
+                        help="digits: upsample (bilinear) to R x R, a power of two; the built-in networks are trained "
+                             "for that size (default 8, the original images)")
+    parser.add_argument("--channels", type=int, default=1, choices=(1, 3),
+                        help="digits: repeat the grey image over 3 channels, as colour images (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help=f"a smaller run: {QUICK}")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
@@ -65,6 +73,12 @@ def complete(args: argparse.Namespace, parser: argparse.ArgumentParser | None = 
         problem = f"--dataset {args.dataset} needs --data-dir and a model, e.g. --checkpoint (nothing is downloaded)"
     elif args.num_examples < 1:
         problem = "--num-examples must be at least 1"
+    elif args.restarts < 1:
+        problem = "--restarts must be at least 1"
+    elif (args.resolution, args.channels) != (8, 1) and args.dataset != "digits":
+        problem = "--resolution and --channels upsample digits; other datasets keep their size"
+    elif args.resolution != 8 and (args.resolution < 16 or args.resolution & (args.resolution - 1)):
+        problem = f"--resolution must be 8 or a power of two from 16, got {args.resolution}"
     if problem and parser is not None:
         parser.error(problem)
     if problem:
@@ -79,6 +93,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return complete(parser.parse_args(argv), parser)
 
 
+def size_tag(args: argparse.Namespace) -> str:
+    """The dataset and, for upsampled digits, the size: ``digits``, ``digits_32x32x3``; names the output files."""
+    if (args.resolution, args.channels) == (8, 1):
+        return args.dataset
+    return f"{args.dataset}_{args.resolution}x{args.resolution}x{args.channels}"
+
+
 def number(value: float, spec: str) -> str:
     """``value`` formatted by ``spec``, or a dash where there is none (NaN)."""
     return "-" if math.isnan(value) else format(value, spec)
@@ -91,14 +112,17 @@ def print_report(args: argparse.Namespace, result: Any, deepfool: np.ndarray | N
     rows = result.rows
     certified = [row for row in rows if row.attacked]
     print(
-        f"\nTightness of the certificate: {args.dataset}, sigma={args.sigma}, {len(rows)} test examples, "
-        f"CERTIFY n0={args.n0} n={args.n} alpha={args.alpha}"
+        f"\nTightness of the certificate: {size_tag(args)} (d = {result.dimension}), sigma={args.sigma}, "
+        f"{len(rows)} test examples, CERTIFY n0={args.n0} n={args.n} alpha={args.alpha}"
         + (f" radius_tolerance={args.radius_tolerance}" if args.radius_tolerance else "")
     )
     mean_radius = np.mean([row.radius for row in certified]) if certified else math.nan
-    print(f"certified correct (R > 0): {len(certified)}/{len(rows)}, mean R {number(mean_radius, '.3f')}")
+    print(f"certified correct (R > 0): {len(certified)}/{len(rows)}, mean R {number(mean_radius, '.3f')}; "
+          f"{result.saturated} at the largest radius n samples can certify (every sample voted for the class)")
+    restarts = f", best of {args.restarts} restarts" if args.restarts > 1 else ""
     print(
-        f"\nSmoothAdvPGD within factor * R ({args.steps} steps, {args.num_noise} noise draws per step); success: "
+        f"\nSmoothAdvPGD within factor * R ({args.steps} steps, {args.num_noise} noise draws per step{restarts}); "
+        "success: "
         f"PREDICT\n(n={args.predict_n}, alpha={args.alpha}) returns a wrong class on the attacked input; "
         "abstentions are counted apart"
     )
@@ -133,7 +157,7 @@ def save_plot(path: Path, result: Any, deepfool: np.ndarray | None, args: argpar
     if deepfool is not None:
         ax.plot(grid, empirical_robust_accuracy(deepfool, grid), "k--", label="undefended, DeepFool (upper bound)")
     ax.set(xlabel="radius (l2)", ylabel="accuracy", ylim=(0, 1.02),
-           title=f"{args.dataset}: certified vs empirical robust accuracy")
+           title=f"{size_tag(args)}: certified vs empirical robust accuracy")
     ax.legend(loc="lower left")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +176,8 @@ def config_from(args: argparse.Namespace) -> Any:
     return TightnessConfig(
         args.sigma, factors=tuple(args.factors), n0=args.n0, n=args.n, alpha=args.alpha,
         radius_tolerance=args.radius_tolerance, predict_n=args.predict_n, predict_alpha=args.alpha,
-        steps=args.steps, num_noise=args.num_noise, batch_size=args.batch_size or 1000, seed=args.seed,
+        steps=args.steps, num_noise=args.num_noise, restarts=args.restarts, batch_size=args.batch_size or 1000,
+        seed=args.seed,
     )
 
 
@@ -165,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     from rs_plugin.runs import model_settings
 
     from ..adapters.checkpoints import load_checkpoint
-    from ..adapters.datasets import as_tensors
+    from ..adapters.datasets import as_tensors, upsample
     from ..adapters.training import digits_model
     from .deepfool import deepfool_radii
     from .tightness import tightness_experiment
@@ -178,29 +203,38 @@ def run(args: argparse.Namespace) -> int:
     skip = max(1, len(dataset) // args.num_examples)
     positions = list(range(0, len(dataset), skip))[: args.num_examples]
     x, y = as_tensors(torch.utils.data.Subset(dataset, positions))
-    request = ModelRequest(args.dataset, num_classes(args.dataset), args.sigma, options=options)
+    size = {"resolution": args.resolution, "channels": args.channels}
+    if (args.resolution, args.channels) != (8, 1):
+        x = upsample(x, args.resolution, args.channels)
+    request = ModelRequest(args.dataset, num_classes(args.dataset), args.sigma, options=options,
+                           input_shape=tuple(x.shape[1:]))
     defended = load_model(request).to(device)
     if args.undefended_checkpoint is not None:
         undefended = load_checkpoint(args.undefended_checkpoint, option="--undefended-checkpoint")[0]
     else:
-        undefended = digits_model(0.0, progress=progress) if args.dataset == "digits" else None
-    rows = args.rows or args.out_dir / f"tightness_{args.dataset}.jsonl"
+        undefended = digits_model(0.0, progress=progress, **size) if args.dataset == "digits" else None
+    tag = size_tag(args)
+    rows = args.rows or args.out_dir / f"tightness_{tag}.jsonl"
     rows.parent.mkdir(parents=True, exist_ok=True)
     identity = {"dataset": args.dataset, **{k: v for k, v in model_settings(options).items() if v is not None}}
+    if (args.resolution, args.channels) != (8, 1):
+        identity.update(size)
     result = tightness_experiment(defended, x, y, config, indices=positions, out=rows, identity=identity,
                                   executor=make_executor_from(args), progress=progress)
     deepfool = None if undefended is None else deepfool_radii(undefended.to(device), x, y, progress=progress)
     print_report(args, result, deepfool)
-    plot = args.plot or args.out_dir / f"tightness_{args.dataset}.png"
+    plot = args.plot or args.out_dir / f"tightness_{tag}.png"
     save_plot(plot, result, deepfool, args)
     print(f"\nplot: {plot}\nrows: {rows} (rerun the same command to resume)")
     if args.json is not None:
         from .deepfool import empirical_robust_accuracy
 
         document = result.to_dict()
-        document["config"].update(dataset=args.dataset, checkpoint=options.get("checkpoint") and str(
-            options["checkpoint"][0] if len(options["checkpoint"]) == 1 else options["checkpoint"]))
+        checkpoint = options.get("checkpoint")
+        checkpoint = checkpoint and str(checkpoint[0] if len(checkpoint) == 1 else checkpoint)
+        document["config"].update(dataset=args.dataset, **size, dimension=result.dimension, checkpoint=checkpoint)
         document["certified_accuracy"] = by_radius(result.certified_accuracy(TABLE_RADII))
+        document["saturated"] = result.saturated
         if deepfool is not None:
             document["deepfool"] = {
                 "radii": [None if np.isinf(r) else float(r) for r in deepfool],

@@ -17,6 +17,7 @@ from scipy.stats import binomtest
 from torch import nn
 
 from rs_plugin import analysis, checks, diagnostics
+from rs_plugin.bounds import lower_confidence_bound
 from rs_plugin.certificate import ABSTAIN
 from rs_plugin.checks import positive_int, probability
 from rs_plugin.checks import seed as check_seed
@@ -27,7 +28,7 @@ from rs_plugin.results import RecordsWriter, Results, ResultsError
 from rs_plugin.runs import run
 from rs_plugin.seeding import stream_seed
 
-from ..adapters.torch import check_batch, check_labels, num_logits
+from ..adapters.torch import SmoothedModule, check_batch, check_labels, num_logits
 from .smoothadv import SmoothAdvPGD
 
 
@@ -35,8 +36,10 @@ from .smoothadv import SmoothAdvPGD
 class TightnessConfig:
     """The settings of :func:`tightness_experiment`: CERTIFY (``n0``, ``n``, ``alpha``) with ``noise`` of level
     ``sigma``; :class:`SmoothAdvPGD` (``steps``, ``num_noise`` draws per step, ``reuse_noise``) within each of
-    ``factors`` times the certified radius; PREDICT (``predict_n``, ``predict_alpha``) on the attacked input;
-    intervals at level ``confidence``; every random stream derived from ``seed``. With ``radius_tolerance``,
+    ``factors`` times the certified radius, ``restarts`` times (the first from the input, the others from random
+    starts; the one where the soft smoothed classifier gives the label the least probability, estimated on
+    ``predict_n`` draws of a stream of its own, is judged); PREDICT (``predict_n``, ``predict_alpha``) on the attacked
+    input; intervals at level ``confidence``; every random stream derived from ``seed``. With ``radius_tolerance``,
     CERTIFY is sequential (see :meth:`rs_plugin.SmoothedClassifier.certify`). Checked on construction."""
 
     sigma: float
@@ -50,6 +53,7 @@ class TightnessConfig:
     steps: int = 20
     num_noise: int = 32
     reuse_noise: bool = False
+    restarts: int = 1
     noise: str = "gaussian"
     batch_size: int = 1000
     seed: int = 0
@@ -57,7 +61,7 @@ class TightnessConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "factors", _factors(self.factors))
-        for name in ("n0", "n", "predict_n", "steps", "num_noise", "batch_size"):
+        for name in ("n0", "n", "predict_n", "steps", "num_noise", "batch_size", "restarts"):
             positive_int(name, getattr(self, name))
         for name in ("alpha", "predict_alpha", "confidence"):
             probability(name, getattr(self, name))
@@ -67,8 +71,12 @@ class TightnessConfig:
         object.__setattr__(self, "reuse_noise", bool(self.reuse_noise))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (``factors`` as a list)."""
-        return {**dataclasses.asdict(self), "factors": list(self.factors)}
+        """JSON-ready (``factors`` as a list; ``restarts`` only when there are several, so that the records of
+        earlier versions, made with one, stay valid)."""
+        document = {**dataclasses.asdict(self), "factors": list(self.factors)}
+        if self.restarts == 1:
+            del document["restarts"]
+        return document
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,15 @@ class TightnessResult:
     config: TightnessConfig
     rows: list[ExampleResult]
     num_classes: int
+    dimension: int = 0
+    """Coordinates per input (d)."""
+
+    @property
+    def saturated(self) -> int:
+        """Attacked examples certified at the largest radius ``n`` samples can give (every sample voted for the
+        class: ``p_lower`` is the bound of ``n`` out of ``n``): their true radius may be far larger."""
+        cap = lower_confidence_bound(self.config.n, self.config.n, self.config.alpha)
+        return sum(1 for row in self.rows if row.attacked and row.p_lower >= cap * (1 - 1e-12))
 
     @property
     def factors(self) -> dict[str, FactorResult]:
@@ -201,7 +218,8 @@ class TightnessResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"config": ..., "factors": {"1.5": {"attempted": ..., ...}}, "examples": rows}``."""
         return {
-            "config": {**self.config.to_dict(), "num_examples": len(self.rows), "num_classes": self.num_classes},
+            "config": {**self.config.to_dict(), "num_examples": len(self.rows), "num_classes": self.num_classes,
+                       "dimension": self.dimension},
             "factors": {key: result.to_dict() for key, result in self.factors.items()},
             "examples": [row.to_dict() for row in self.rows],
         }
@@ -241,20 +259,37 @@ class _Experiment:
         return dataclasses.replace(row, attacks={str(factor): self.attack(x, row, factor) for factor in config.factors})
 
     def attack(self, x: torch.Tensor, row: ExampleResult, factor: float) -> AttackResult:
-        """SmoothAdvPGD within ``factor * radius`` of ``x``, judged by PREDICT on fresh noise."""
+        """SmoothAdvPGD within ``factor * radius`` of ``x`` (the best of ``restarts``), judged by PREDICT on fresh
+        noise."""
         config = self.config
         eps = factor * row.radius
-        attack = SmoothAdvPGD(
-            self.base, config.sigma, eps, steps=config.steps, num_noise=config.num_noise,
-            reuse_noise=config.reuse_noise, noise=config.noise, batch_size=config.batch_size,
-            seed=stream_seed(config.seed, f"attack-{factor}", row.index),
-        )  # fmt: skip
-        adversarial = attack(x[None], torch.tensor([row.label]))[0].cpu()
+        candidates = []
+        for restart in range(config.restarts):
+            purpose = f"attack-{factor}" if restart == 0 else f"attack-{factor}-restart{restart}"
+            attack = SmoothAdvPGD(
+                self.base, config.sigma, eps, steps=config.steps, num_noise=config.num_noise,
+                random_start=restart > 0, reuse_noise=config.reuse_noise, noise=config.noise,
+                batch_size=config.batch_size, seed=stream_seed(config.seed, purpose, row.index),
+            )  # fmt: skip
+            candidates.append(attack(x[None], torch.tensor([row.label]))[0].cpu())
+        adversarial = candidates[0] if len(candidates) == 1 else self.weakest(candidates, row, factor)
         prediction = self.judges[str(factor)].predict(
             adversarial, config.predict_n, config.predict_alpha, index=row.index
         )
         outcome = "abstain" if prediction == ABSTAIN else "held" if prediction == row.label else "success"
         return AttackResult(eps, float((adversarial - x).norm()), int(prediction), outcome)
+
+
+    def weakest(self, candidates: list[torch.Tensor], row: ExampleResult, factor: float) -> torch.Tensor:
+        """The candidate where the soft smoothed classifier gives the label the least probability (``predict_n``
+        draws per candidate from a stream of its own, so that PREDICT's judgement stays on noise never seen)."""
+        config = self.config
+        smoothed = SmoothedModule(self.base, config.sigma, num_noise=config.predict_n, noise=config.noise,
+                                  batch_size=config.batch_size, seed=stream_seed(config.seed, f"select-{factor}",
+                                                                                 row.index))
+        with torch.no_grad():
+            log_probs = smoothed(torch.stack(candidates))[:, row.label]
+        return candidates[int(log_probs.argmin())]
 
 
 @dataclass(frozen=True)
@@ -369,4 +404,4 @@ def tightness_experiment(
         if row.label != label:
             raise ResultsError(f"{path}: example {row.index} has label {row.label} there but {label} here: the rows "
                                "were made on other data; give another file")
-    return TightnessResult(config, rows, source.num_classes)
+    return TightnessResult(config, rows, source.num_classes, math.prod(x.shape[1:]))

@@ -42,8 +42,9 @@ class ModelOption:
 class ModelRequest:
     """What describes a base classifier: the ``dataset`` (and its ``num_classes``), the smoothing ``noise`` at
     ``sigma`` (a built-in network may be trained for it), the model ``options`` (:class:`ModelOption` dests to
-    values; None where not given) and, for a start-up report on stderr when ``report``, a few inputs
-    (``sample``)."""
+    values; None where not given), the ``input_shape`` of one input when it is not the dataset's own (e.g. digits
+    upsampled: a built-in network is made for it) and, for a start-up report on stderr when ``report``, a few
+    inputs (``sample``)."""
 
     dataset: str
     num_classes: int
@@ -52,6 +53,7 @@ class ModelRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     sample: Sequence[Any] = ()
     report: bool = False
+    input_shape: tuple[int, ...] | None = None
 
     def option(self, name: str) -> Any:
         """``options[name]``, None when it was not given."""
