@@ -150,6 +150,9 @@ class SmoothedClassifier:
 
     def _predict(self, xs: list[Any], streams: list[Any], n: int, alpha: float) -> list[int]:
         """PREDICT on each of ``xs`` (prepared), noise from ``streams``."""
+        copies = self._enumerated(xs[0])
+        if copies is not None:  # a deterministic enumeration: every copy once, the top class exactly
+            return [int(row.argmax()) for row in self._counts(xs, [copies] * len(xs), streams)]
         counts = self._counts(xs, [n] * len(xs), streams)  # n samples of f(x + noise)
         return [_vote(row, alpha) for row in counts]  # the top class if the binomial test separates it
 
@@ -157,9 +160,26 @@ class SmoothedClassifier:
         """CERTIFY on each of ``xs`` (prepared), noise from ``streams``."""
         if stopping.smoothing == "soft":
             return self._certify_soft(xs, streams, n0, stopping)
+        copies = self._enumerated(xs[0])
+        if copies is not None:
+            return self._certify_enumerated(xs, streams, copies)
         selected = self._counts(xs, [n0] * len(xs), streams).argmax(axis=1)  # select the class with n0 samples
         estimates = self._estimate(xs, streams, selected, stopping)  # count it on fresh samples, bound p_A
         return [self._certificate(x, c, *estimate, n0) for x, c, estimate in zip(xs, selected, estimates, strict=True)]
+
+    def _certify_enumerated(self, xs: list[Any], streams: list[Any], copies: int) -> list[Certificate]:
+        """CERTIFY for a deterministic enumeration (derandomized smoothing, :mod:`rs_plugin.ablation`): the base
+        classifier on each of the ``copies`` randomized copies once, so the counts are the smoothed classifier's
+        exactly and the noise turns them into a class and a radius (``votes_radius``) that hold with certainty."""
+        certificates = []
+        for x, counts in zip(xs, self._counts(xs, [copies] * len(xs), streams), strict=True):
+            chosen, radius = self.noise.votes_radius(counts)
+            certificates.append(Certificate(
+                prediction=chosen, radius=radius, norm=self.noise.norm, p_lower=float(counts[chosen]) / copies,
+                num_samples=copies, count=int(counts[chosen]), n=copies, selected=chosen,
+                radii=self.noise.radii(radius, math.prod(np.shape(x))), input_shape=tuple(np.shape(x)),
+            ))
+        return certificates
 
     def _certify_soft(self, xs: list[Any], streams: list[Any], n0: int, stopping: _Stopping) -> list[Certificate]:
         """CERTIFY of the soft smoothed classifier on each of ``xs`` (see :meth:`certify`)."""
@@ -248,8 +268,9 @@ class SmoothedClassifier:
 
     def _predict_all(self, pairs: Sequence[tuple[Any, int | None]], n: int, alpha: float, *, progress: bool) -> Any:
         n, alpha = positive_int("n", n), probability("alpha", alpha)
-        diagnostics.check_predict(n, alpha)
-        diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
+        if not pairs or self._enumerated(pairs[0][0]) is None:  # an enumeration neither samples nor tests
+            diagnostics.check_predict(n, alpha)
+            diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
         answers: list[int] = []
         for pack in self._packs(pairs, n, progress, "predict"):
             answers += self._predict([x for x, _ in pack], [self._stream("predict", i) for _, i in pack], n, alpha)
@@ -278,8 +299,14 @@ class SmoothedClassifier:
             bounds: Any = sequential.SoftBounds(alpha, n, stops_early)
         else:
             bounds = sequential.make_sequence(sequence, alpha, n) if stops_early else sequential.FixedSequence(alpha)
-        diagnostics.check_certify(self.noise, n, alpha, target_radius, sequence=sequence if stops_early else None)
-        diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
+        if pairs and self._enumerated(pairs[0][0]) is not None:  # counted exactly: nothing to stop early, no alpha
+            if stops_early:
+                raise ValueError(f"target_radius: the {self.noise.name} randomization counts every copy exactly "
+                                 "once; there is no sampling to stop early (drop target_radius and radius_tolerance)")
+        else:
+            diagnostics.check_certify(self.noise, n, alpha, target_radius,
+                                      sequence=sequence if stops_early else None)
+            diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
         thresholds = [] if smoothing == "soft" else [self.noise.p_needed(r) for r in targets]
         stopping = _Stopping(n, bounds, targets, thresholds, tolerance, smoothing)
         certificates: list[Certificate] = []
@@ -328,6 +355,10 @@ class SmoothedClassifier:
             return [int(row[selected[e]]) for e, row in zip(active, counts, strict=True)]
 
         return _rounds(procedures, draw)
+
+    def _enumerated(self, x: Any) -> int | None:
+        """How many copies a deterministic randomization enumerates for inputs like ``x`` (None: a random one)."""
+        return self.noise.enumerated(tuple(np.shape(x)))
 
     def _radius_of(self, p: float) -> float:
         """The radius certified by a lower bound ``p`` on the top class's probability (0 below 1/2)."""

@@ -1,4 +1,5 @@
-"""The noisy-evaluation engine: the one loop that draws noise, adds it to inputs and hands batches to a model.
+"""The noisy-evaluation engine: the one loop that draws noise, adds it to inputs (or randomizes them otherwise: a
+noise's :meth:`~rs_plugin.noises.Noise.randomize`) and hands batches to a model.
 
 Every framework has one such loop (numpy here; a framework's backend plugin brings its own); all follow the same
 :func:`plan`. Several examples can share a batch (``nums[e]`` noisy copies of example ``e``, in example order),
@@ -56,25 +57,34 @@ class NumpyStream:
     def __init__(self, noise: Noise, seed: int | None) -> None:
         self.noise = noise
         self.rng = np.random.default_rng(seed)
+        self.copies = 0
+        """How many randomized copies :meth:`randomize` has given."""
 
     def fill(self, out: np.ndarray) -> np.ndarray:
         """Fill the float32 array ``out`` with the stream's next noise values; returns ``out``."""
         self.noise.sample(self.rng, out)
         return out
 
+    def randomize(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Fill the float32 array ``out`` (``(rows, *x.shape)``) with the stream's next randomized copies of ``x``
+        (:meth:`rs_plugin.noises.Noise.randomize`; for an additive noise, ``x`` plus :meth:`fill`'s values); returns
+        ``out``."""
+        self.noise.randomize(self.rng, x, out, self.copies)
+        self.copies += len(out)
+        return out
+
 
 def noisy_batches(
     xs: np.ndarray, nums: Sequence[int], streams: NumpyStream | Sequence[NumpyStream], batch_size: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Batches ``(inputs, owner)`` of noisy copies: ``nums[e]`` copies of ``xs[e] + noise`` from ``streams[e]``,
-    ``owner[i]`` the example of row ``i``. At most ``batch_size`` rows, written into one reused float32 buffer:
-    consume each batch before asking for the next."""
+    """Batches ``(inputs, owner)`` of noisy copies: ``nums[e]`` copies of ``xs[e] + noise`` (or, for a randomization
+    that is not additive, ``xs[e]`` randomized) from ``streams[e]``, ``owner[i]`` the example of row ``i``. At most
+    ``batch_size`` rows, written into one reused float32 buffer: consume each batch before asking for the next."""
     streams = streams_per_input(streams, len(xs))
     buffer = np.empty((min(batch_size, sum(nums)), *xs.shape[1:]), dtype=np.float32)
     for segments in plan(nums, batch_size):
         start = 0
         for example, count in segments:
-            part = streams[example].fill(buffer[start : start + count])
-            part += xs[example]
+            streams[example].randomize(xs[example], buffer[start : start + count])
             start += count
         yield buffer[:start], owners(segments)

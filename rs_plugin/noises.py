@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.stats import norm
 
-from .certificate import Ellipsoid
+from .certificate import COUNTING_NORMS, Ellipsoid
 from .hookspecs import hookimpl
 
 
@@ -23,11 +23,16 @@ class Noise(ABC):
     A noise is framework-neutral: it fills numpy buffers in place (:meth:`sample`, so that backends never hold
     more than one batch of noise) and turns a lower bound on the top class's probability into a radius.
     Backends of other frameworks draw it through their own fast samplers for the built-in noises and fall
-    back to :meth:`sample` for any other. ``norm`` is ``"l<p>"`` (e.g. ``"l1"``, ``"l2"``) or ``"linf"``.
+    back to :meth:`sample` for any other. ``norm`` is ``"l<p>"`` (e.g. ``"l1"``, ``"l2"``) or ``"linf"``, or one of
+    the counting norms of ablation (:data:`rs_plugin.certificate.COUNTING_NORMS`).
     """
 
     name: ClassVar[str]
     norm: ClassVar[str]
+    additive: ClassVar[bool] = True
+    """Whether a randomized copy is ``x`` plus a draw of :meth:`sample` (the loops add ``x`` themselves, on the
+    device for the built-in noises, and gradients flow through the addition). A randomization that maps ``x``
+    otherwise (ablation, :mod:`rs_plugin.ablation`) sets it False and overrides :meth:`randomize`."""
     _spec: str | None = None
 
     def __init__(self, sigma: float) -> None:
@@ -35,7 +40,8 @@ class Noise(ABC):
             raise TypeError(f"sigma must be a number, got {type(sigma).__name__}")
         if not (math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"sigma must be a positive finite number, got {sigma}")
-        norm_order(self.norm)
+        if self.norm not in COUNTING_NORMS:
+            norm_order(self.norm)
         self.sigma = float(sigma)
 
     def __repr__(self) -> str:
@@ -58,6 +64,22 @@ class Noise(ABC):
         """Fill the float32 array ``out`` with noise drawn from ``rng``; drawing ``a`` then ``b`` values (whole rows,
         :attr:`row_size`) must give the same values as drawing ``a + b`` at once (so results do not depend on the
         batch size)."""
+
+    def randomize(self, rng: np.random.Generator, x: np.ndarray, out: np.ndarray, first: int) -> None:
+        """Fill the float32 array ``out`` (``(rows, *x.shape)``) with randomized copies of the input ``x``, the copies
+        ``first, first + 1, ...`` of a stream (``first``: how many it gave before; an enumeration reads it, a random
+        randomization draws from ``rng``). As for :meth:`sample`, drawing ``a`` then ``b`` copies gives the copies of
+        drawing ``a + b`` at once. The default: a draw of :meth:`sample` plus ``x``."""
+        self.sample(rng, out)
+        out += x
+
+    def enumerated(self, shape: tuple[int, ...]) -> int | None:
+        """For a deterministic randomization that enumerates finitely many copies of an input of ``shape`` (the
+        bands of :mod:`rs_plugin.ablation`): how many (copies ``0 .. count - 1`` of a fresh stream are all of them,
+        each once, so that counting them gives the smoothed classifier exactly, without sampling; such a
+        randomization also has ``votes_radius(counts) -> (class, radius)``, the certificate of the exact counts, which
+        CERTIFY uses instead of :meth:`radius`). None (the default): a random randomization, which is sampled."""
+        return None
 
     @abstractmethod
     def radius(self, p_lower: float) -> float:

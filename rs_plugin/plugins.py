@@ -17,8 +17,8 @@ from .noises import Noise
 AUTOLOAD_ENV = "RS_PLUGIN_DISABLE_PLUGIN_AUTOLOAD"
 """Set this environment variable (to anything non-empty) to skip loading entry-point plugins."""
 
-BUILTIN_PLUGINS = ("rs_plugin.noises", "rs_plugin.correlated", "rs_plugin.backends", "rs_plugin.executors",
-                   "rs_plugin.datasets", "rs_plugin.models")
+BUILTIN_PLUGINS = ("rs_plugin.noises", "rs_plugin.correlated", "rs_plugin.ablation", "rs_plugin.backends",
+                   "rs_plugin.executors", "rs_plugin.datasets", "rs_plugin.models")
 
 
 @functools.cache

@@ -58,9 +58,15 @@ def noisy_batches(
 
     With ``differentiable`` each batch is a new tensor through which gradients flow back to ``xs``; otherwise the
     noisy copies are written into one reused buffer (``buffer`` if it is large enough): consume each batch
-    before asking for the next.
+    before asking for the next. A randomization that is not additive (ablation,
+    :attr:`rs_plugin.noises.Noise.additive`) writes ``xs[e]`` randomized instead (:meth:`TorchStream.randomize`); it
+    has no gradient in ``xs``, so ``differentiable`` is refused (``ValueError``) when ``xs`` requires one.
     """
     streams = streams_per_input(streams, len(xs))
+    additive = not streams or streams[0].noise.additive
+    if not additive and differentiable and xs.requires_grad:
+        raise ValueError(f"x: the {streams[0].noise.name} randomization has no gradient in the input; it trains "
+                         "and certifies, but gradient-based attacks and methods need an additive noise")
     rows, shape = min(batch_size, sum(nums)), tuple(xs.shape[1:])
     if not differentiable and (buffer is None or len(buffer) < rows or tuple(buffer.shape[1:]) != shape):
         buffer = torch.empty((rows, *shape), dtype=xs.dtype, device=xs.device)
@@ -70,10 +76,13 @@ def noisy_batches(
         start = 0
         for stream, group in itertools.groupby(segments, key=lambda segment: streams[segment[0]]):
             shared = list(group)  # consecutive examples sharing one stream: one fill for all of them
-            stream.fill(noise[start : start + sum(count for _, count in shared)])
+            if additive:
+                stream.fill(noise[start : start + sum(count for _, count in shared)])
             for example, count in shared:
-                if not differentiable:
+                if not additive:
+                    stream.randomize(xs[example], noise[start : start + count])
+                elif not differentiable:
                     noise[start : start + count].add_(xs[example])
                 start += count
         owner = torch.as_tensor(owners(segments), device=xs.device)
-        yield (xs[owner] + noise if differentiable else noise), owner
+        yield (xs[owner] + noise if differentiable and additive else noise), owner

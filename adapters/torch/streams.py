@@ -77,6 +77,17 @@ class TorchStream:
             out.copy_(flat.view(out.shape))
         return out
 
+    def randomize(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Fill ``out`` (``(rows, *x.shape)``) in place with the stream's next randomized copies of ``x``, for a noise
+        that is not additive (:attr:`rs_plugin.noises.Noise.additive`): drawn by the noise's numpy
+        :meth:`~rs_plugin.noises.Noise.randomize`, copied to ``out``'s device; returns ``out``."""
+        if self._numpy is None:
+            raise TypeError(f"the {self.noise.name} noise is additive: fill its noise and add the input")
+        copies = self._numpy.randomize(x.detach().cpu().numpy().astype(np.float32, copy=False),
+                                       np.empty(tuple(out.shape), dtype=np.float32))
+        out.copy_(torch.from_numpy(copies))
+        return out
+
     def _draw(self, flat: torch.Tensor) -> None:
         """Fill ``flat`` (a whole number of blocks): one sampler call per block (on CPU one call for all, which
         draws the same values)."""

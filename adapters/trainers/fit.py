@@ -64,15 +64,36 @@ class _CountedStream:
 
     def __init__(self, stream: TorchStream, dtype: torch.dtype = torch.float32) -> None:
         self.stream, self.drawn, self.dtype = stream, 0, dtype
+        self._pending = 0  # values still to skip, for a randomization that is not additive (at its first copies)
+
+    @property
+    def noise(self) -> Noise:
+        return self.stream.noise
 
     def fill(self, out: torch.Tensor) -> torch.Tensor:
         self.drawn += out.numel()
         self.dtype = out.dtype
         return self.stream.fill(out)
 
+    def randomize(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The stream's next randomized copies of ``x`` (a randomization that is not additive), after the copies a
+        resumed run skips."""
+        if self._pending:
+            skipped, self._pending = self._pending, 0
+            rows = skipped // max(x.numel(), 1)
+            for start in range(0, rows, 4096):
+                self.randomize(x, torch.empty((min(4096, rows - start), *x.shape), dtype=x.dtype, device=x.device))
+        self.drawn += out.numel()
+        self.dtype = out.dtype
+        return self.stream.randomize(x, out)
+
     def skip(self, count: int, device: torch.device, chunk: int = 1 << 22) -> None:
         """Draw and discard ``count`` values (a whole number of the noise's rows, as drawn), a multiple of the noise's
-        :attr:`~rs_plugin.noises.Noise.row_size` at a time."""
+        :attr:`~rs_plugin.noises.Noise.row_size` at a time; for a randomization that is not additive, the copies
+        those values were, when the next copies are asked for (their shape is known then)."""
+        if not self.noise.additive:
+            self._pending = count
+            return
         row = self.stream.noise.row_size
         chunk = max(chunk // row, 1) * row
         if count:
