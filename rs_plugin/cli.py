@@ -181,14 +181,22 @@ def _run(args: argparse.Namespace) -> None:
 
 def _label(path: str) -> str:
     """A results file's default label: its name, with ``(soft)`` when its settings record says it certifies the
-    soft smoothed classifier (so that the two classifiers stay apart in one table)."""
+    soft smoothed classifier (so that the two classifiers stay apart in one table), and the norm when its radii
+    count (``(l0)``, ``(columns)``, ``(patch)``: ablation, :mod:`rs_plugin.ablation`)."""
+    from .certificate import COUNTING_NORMS
+    from .plugins import make_noise
     from .results.settings import read_settings, settings_path
 
     try:
         recorded = read_settings(settings_path(path)) or {}
     except ValueError:  # not ours: the name alone
         recorded = {}
-    return f"{path} (soft)" if recorded.get("smoothing") == "soft" else path
+    label = f"{path} (soft)" if recorded.get("smoothing") == "soft" else path
+    try:
+        norm = make_noise(recorded["noise"], recorded["sigma"]).norm
+    except (KeyError, TypeError, ValueError):  # no record, or a noise no longer installed
+        norm = None
+    return f"{label} ({norm})" if norm in COUNTING_NORMS else label
 
 
 def _analyze(args: argparse.Namespace) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from . import diagnostics, sequential
@@ -218,11 +219,15 @@ class DatasetTask:
 
     def prepare(self) -> int:
         """Check on the driver what can be checked before any worker starts (settings that can only abstain, the
-        dataset loads, the model builds; a built-in model is trained and cached once); return the dataset's size."""
-        diagnostics.check_run(self.mode, make_noise(self.noise, self.sigma), self.n, self.alpha, self.target_radius,
-                              sequence=self.sequence if self.stops_early else None)
+        dataset loads, the model builds; a built-in model is trained and cached once); return the dataset's size.
+        A deterministic randomization (derandomized smoothing) counts every copy once: no n and alpha to check."""
+        dataset = self.load_dataset()
+        noise = make_noise(self.noise, self.sigma)
+        if not len(dataset) or noise.enumerated(tuple(np.shape(dataset[0][0]))) is None:
+            diagnostics.check_run(self.mode, noise, self.n, self.alpha, self.target_radius,
+                                  sequence=self.sequence if self.stops_early else None)
         self.load_base()
-        return len(self.load_dataset())
+        return len(dataset)
 
     def open_writer(self, out: str | os.PathLike) -> ResultsWriter:
         """The paper's TSV at ``out``, resumed when it holds rows of the same settings."""

@@ -334,3 +334,51 @@ def test_the_trainers_train_on_ablated_inputs_and_resume_exactly(tmp_path) -> No
     resumed = run(2, tmp_path / "run.pt")
     for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+# The command line --------------------------------------------------------------------------------------------------
+
+
+def test_the_command_line_certifies_l0_and_patches_and_analyze_names_the_norm(tmp_path, capsys) -> None:
+    from rs_plugin.cli import main
+
+    model = tmp_path / "bright.py"
+    model.write_text("import numpy as np\n\ndef make():\n    return lambda b: (np.where(b == -1, 0, b).reshape(len(b), "
+                     "-1).mean(1) * 30).astype(np.int64).clip(0, 9)\n")
+    common = ["--model", f"{model}:make", "--sigma", "1", "--max-examples", "6", "--no-progress", "--batch-size", "256"]
+    for spec, out in (("ablation:k=5,shape=1x8x8", "l0.tsv"), ("columns:b=2,shape=1x8x8", "columns.tsv")):
+        assert main(["certify", *common, "--noise", spec, "--n0", "20", "--n", "300", "--out",
+                     str(tmp_path / out)]) == 0
+    assert main(["analyze", str(tmp_path / "l0.tsv"), str(tmp_path / "columns.tsv"), "--radii", "0", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "l0.tsv (l0)" in table and "columns.tsv (columns)" in table
+    radii = np.loadtxt(tmp_path / "columns.tsv", skiprows=1, usecols=3)
+    assert (radii == np.round(radii)).all() and len(radii) == 6
+
+
+# The ART estimator -------------------------------------------------------------------------------------------------
+
+
+def test_the_art_estimator_certifies_patches_with_exact_votes_and_refuses_gradients() -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("art")
+    from art.estimators.classification import PyTorchClassifier
+
+    from rs_plugin.adapters.art import SmoothedEstimator
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))
+    classifier = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=SHAPE, nb_classes=3,
+                                   clip_values=(0.0, 1.0), device_type="cpu")
+    x = np.stack(_inputs()[:4])
+    spec = "columns:b=2,shape=1x6x6"
+    estimator = SmoothedEstimator(classifier, 1.0, noise=spec, num_noise=5, batch_size=16, seed=0)
+    votes = estimator.predict(x)
+    smoothed = SmoothedClassifier(net, 3, 1.0, noise=spec, batch_size=16, seed=0)
+    certificates = smoothed.certify_many(x, 1, 1, 0.5, progress=False)
+    assert np.allclose(votes.max(1), [c.p_lower for c in certificates]) and (votes * 6 % 1 == 0).all()
+    predictions, radii = estimator.certify(x, n=1)
+    assert predictions.tolist() == [c.prediction for c in certificates]
+    assert radii.tolist() == [c.radius for c in certificates]
+    with pytest.raises(ValueError, match="no gradient in the input"):
+        estimator.loss_gradient(x, np.zeros(len(x), dtype=np.int64))

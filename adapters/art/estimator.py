@@ -360,14 +360,19 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         return stream_seed(self._root, "estimator", self._calls - 1)
 
     def _average(self, x: np.ndarray, labels: np.ndarray | None, gradient: bool) -> tuple[np.ndarray, ...]:
-        """Averaged softmax, vote frequencies and (``gradient``) gradients, over ``num_noise`` fresh draws."""
+        """Averaged softmax, vote frequencies and (``gradient``) gradients, over ``num_noise`` fresh draws (over every
+        copy once for a deterministic enumeration: derandomized smoothing's exact votes)."""
+        if gradient and not self._noise.additive:
+            raise ValueError(f"noise: the {self._noise.name} randomization has no gradient in the input; "
+                             "gradient-based attacks need an additive noise (attack it with a black-box attack)")
         if gradient and not isinstance(self.classifier, ClassGradientsMixin):
             raise NotImplementedError(
                 f"the wrapped {type(self.classifier).__name__} has no class_gradient, so the smoothed classifier has "
                 "no gradients: attack it with a black-box attack (e.g. HopSkipJump)"
             )
         batch_size = self.batch_size or self.smoothed.batch_size_for(self.smoothed.backend.prepare(x[0]))
-        return self._softmax.average(x, self.num_noise, self._next_seed(), batch_size, labels, gradient)
+        copies = self._noise.enumerated(tuple(x.shape[1:])) or self.num_noise
+        return self._softmax.average(x, copies, self._next_seed(), batch_size, labels, gradient)
 
     def _inputs(self, x: Any, *, fitting: bool = False) -> np.ndarray:
         checks.real_input(x)
