@@ -105,8 +105,8 @@ class Correlated(Noise):
         return Ellipsoid(self, radius / self.smallest_std)
 
     def mahalanobis(self, delta: Any) -> np.ndarray:
-        """``||Sigma^(-1/2) delta||_2`` of one perturbation shaped like :attr:`shape` (a 0-d array) or of each of a
-        batch ``(B, *shape)`` (shape ``(B,)``); ``ValueError`` naming ``delta`` for another shape."""
+        """``||Sigma^(-1/2) delta||_2`` of one perturbation shaped like :attr:`shape` (a number) or of each of a batch
+        ``(B, *shape)`` (shape ``(B,)``); ``ValueError`` naming ``delta`` for another shape."""
         delta = np.asarray(delta, dtype=np.float64)
         single = delta.shape == self.shape
         if not single and delta.shape[1:] != self.shape:
