@@ -80,13 +80,18 @@ class Correlated(Noise):
         """Fill ``out`` (a whole number of rows of :attr:`shape`: ``(rows, *shape)``, or flat) with N(0, Sigma) draws:
         i.i.d. standard normals in row order, scaled by :attr:`stds` and mapped to the input space row by row, so that
         drawing ``a`` rows then ``b`` rows gives the same rows as ``a + b`` at once."""
-        flat = out.ndim == 1 and out.size % self.row_size == 0
-        if not flat and tuple(out.shape[1:]) != self.shape:
-            raise ValueError(f"x: the {self.name} noise has shape {self.shape}; cannot fill an array {out.shape}")
+        self.check_fill(tuple(out.shape))
         rows = np.empty((out.size // self.row_size, *self.shape), dtype=np.float32)
         rng.standard_normal(dtype=np.float32, out=rows)
         rows *= self.stds.astype(np.float32)
         out[...] = self.to_input(rows).reshape(out.shape)
+
+    def check_fill(self, shape: tuple[int, ...]) -> None:
+        """``ValueError`` naming ``x`` unless an array of ``shape`` is a whole number of rows: ``(rows, *shape)``, or
+        flat."""
+        flat = len(shape) == 1 and shape[0] % self.row_size == 0
+        if not flat and tuple(shape[1:]) != self.shape:
+            raise ValueError(f"x: the {self.name} noise has shape {self.shape}; cannot fill an array {shape}")
 
     def radius(self, p_lower: float) -> float:
         """The l2 radius: the smallest semi-axis of the certified ellipsoid, ``min(stds) Phi^-1(p_lower)``."""

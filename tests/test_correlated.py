@@ -167,17 +167,35 @@ def test_spec_strings_name_a_family_with_its_options(tmp_path) -> None:
         Diagonal(SIGMA, np.zeros(SHAPE))
 
 
+def test_torch_streams_draw_correlated_noise_on_the_device() -> None:
+    """Standard normals from the stream's generator, mapped by the DCT as two small matrix products: the numpy
+    noise's map of the same normals, the covariance Sigma, and the same rows however they are asked for."""
+    torch = pytest.importorskip("torch")
+    from rs_plugin.adapters.torch import TorchStream
+    from rs_plugin.adapters.torch.streams import DEVICE_TRANSFORMS
+
+    for noise in (make_noise("lowpass:shape=3x4x6,cutoff=0.4,ratio=3", SIGMA), Diagonal(SIGMA, np.arange(1.0, 17.0))):
+        z = np.random.default_rng(0).standard_normal((5, *noise.shape))
+        mapped = DEVICE_TRANSFORMS[type(noise)](noise, torch.device("cpu"))(torch.as_tensor(z))
+        assert np.allclose(mapped.numpy(), noise.to_input(noise.stds * z), atol=1e-6)
+        samples = TorchStream(noise, 0).fill(torch.empty(20_000, *noise.shape)).double().numpy()
+        white = noise.to_basis(samples) / noise.stds
+        assert np.abs(np.cov(white.reshape(len(white), -1).T) - np.eye(noise.row_size)).max() < 0.06
+        stream = TorchStream(noise, 1)
+        pieces = torch.cat([stream.fill(torch.empty(k, *noise.shape)) for k in (3, 1, 5)])
+        assert torch.equal(pieces, TorchStream(noise, 1).fill(torch.empty(9, *noise.shape)))
+    with pytest.raises(ValueError, match=r"shape \(1, 4, 4\)"):
+        TorchStream(make_noise(SPEC, SIGMA), 0).fill(torch.empty(2, 1, 8, 8))
+
+
 def test_every_torch_face_takes_the_spec(digits_test) -> None:
-    """SmoothedClassifier on an nn.Module, SmoothedModule, the ART estimator and a trainer accept the spec string; the
-    torch streams draw the numpy sampler's values."""
+    """SmoothedClassifier on an nn.Module, SmoothedModule, the ART estimator and a trainer accept the spec string."""
     torch = pytest.importorskip("torch")
     from rs_plugin.adapters.plugins import make_trainer
-    from rs_plugin.adapters.torch import SmoothedModule, TorchStream
+    from rs_plugin.adapters.torch import SmoothedModule
     from rs_plugin.adapters.trainers import TrainConfig, fit
 
-    spec, noise = "lowpass:shape=1x8x8,ratio=4", make_noise("lowpass:shape=1x8x8,ratio=4", 0.25)
-    drawn = TorchStream(noise, 5).fill(torch.empty(7, 1, 8, 8))
-    assert np.array_equal(drawn.numpy(), NumpyStream(noise, 5).fill(np.empty((7, 1, 8, 8), dtype=np.float32)))
+    spec = "lowpass:shape=1x8x8,ratio=4"
     x, y = torch.as_tensor(digits_test[0][:32]), torch.as_tensor(digits_test[1][:32])
     with torch.random.fork_rng():
         torch.manual_seed(0)
