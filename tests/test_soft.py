@@ -149,6 +149,9 @@ def test_the_command_line_certifies_the_soft_classifier_and_analyze_keeps_the_tw
     assert main([*common, "--out", str(tmp_path / "hard.tsv")]) == 0
     assert main([*common, "--smoothing", "soft", "--out", str(tmp_path / "soft.tsv")]) == 0
     assert json.loads((tmp_path / "soft.tsv.settings.json").read_text())["settings"]["smoothing"] == "soft"
+    sequential = tmp_path / "sequential.tsv"  # sequential soft CERTIFY: a samples column
+    assert main([*common, "--smoothing", "soft", "--radius-tolerance", "0.05", "--out", str(sequential)]) == 0
+    assert sequential.read_text().splitlines()[0].endswith("samples")
     with pytest.raises(SystemExit):
         main([*common, "--smoothing", "medium", "--out", str(tmp_path / "x.tsv")])
     capsys.readouterr()
