@@ -283,8 +283,10 @@ class SoftBounds:
         """``(lower, upper)`` from the pairs ``(t, 2)`` of the first ``t`` samples (selected class's softmax,
         runner-up's)."""
         level = self.alpha / 2
-        return (mean_lower_bound(pairs[:, 0], level, horizon=self.n),
-                mean_upper_bound(pairs[:, 1], level, horizon=self.n))
+        return (
+            mean_lower_bound(pairs[:, 0], level, horizon=self.n),
+            mean_upper_bound(pairs[:, 1], level, horizon=self.n),
+        )
 
 
 def soft_stages(
@@ -317,8 +319,9 @@ def soft_stages(
             break
         shrink, (top, other) = 2 * drawn / (drawn + n), seen.mean(axis=0)
         ahead = norm.ppf(1 - drawn / (2 * n)) * seen.std(axis=0) / math.sqrt(drawn)
-        projected = radius(min(top + ahead[0], 1.0) - (top - lower) * shrink,
-                           max(other - ahead[1], 0.0) + (upper - other) * shrink)
+        projected = radius(
+            min(top + ahead[0], 1.0) - (top - lower) * shrink, max(other - ahead[1], 0.0) + (upper - other) * shrink
+        )
         if settled(radius(lower, upper), projected, target_radii, radius_tolerance, lambda r: r):
             break
     return seen, lower, upper
