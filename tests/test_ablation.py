@@ -24,6 +24,7 @@ from scipy.stats import binomtest, chisquare
 
 from rs_plugin import ABSTAIN, SmoothedClassifier
 from rs_plugin.ablation import Ablation, Blocks, Columns
+from rs_plugin.certificate import Certificate
 from rs_plugin.engine import NumpyStream, noisy_batches
 from rs_plugin.hookspecs import hookimpl
 from rs_plugin.noises import Noise
@@ -88,6 +89,16 @@ def test_bad_options_are_refused_naming_the_option() -> None:
     with pytest.raises(ValueError, match="x: the ablation randomization is for inputs of shape"):
         SmoothedClassifier(lambda b: np.zeros(len(b), int), 2, 1.0, noise="ablation:k=2,shape=1x3x3",
                            batch_size=8).predict(np.zeros((1, 4, 4)), 10, 0.01)
+
+
+def test_an_l0_certificate_counts_pixels_across_channels() -> None:
+    certificate = Certificate(prediction=1, radius=2.0, norm="l0", p_lower=0.9, num_samples=10, count=9, n=9,
+                              selected=1, radii={"l0": 2.0}, input_shape=(3, 4, 4))
+    delta = np.zeros((3, 3, 4, 4))
+    delta[0, :, 0, 0] = delta[0, :, 1, 1] = 0.5  # two pixels, all three channels
+    delta[1, 0, 0, 0] = delta[1, 2, 1, 1] = delta[1, 1, 2, 2] = 1.0  # three pixels
+    delta[2, :, 3, 3] = 10.0  # one pixel, however much
+    assert certificate.certifies(delta).tolist() == [True, False, True]
 
 
 def _worst_case_base(r: int, s: int):
