@@ -27,7 +27,8 @@ class TrainCommand:
         method.add_argument("--method", required=True,
                             help="standard, gaussian, smoothadv, consistency, macer, smoothmix, denoiser or a plugin's")
         method.add_argument("--sigma", type=float, help="training noise level (standard deviation); not for standard")
-        method.add_argument("--noise", default="gaussian", help="training noise family (default: gaussian)")
+        method.add_argument("--noise", default="gaussian",
+                            help="training noise family, with its options as NAME:KEY=VALUE,... (default: gaussian)")
         method.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                             help="a hyperparameter of the method (e.g. lbd=5 for consistency); repeatable")
         method.add_argument("--objective", choices=("stability", "mse"), help="denoiser: the training objective")

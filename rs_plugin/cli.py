@@ -57,7 +57,9 @@ def _add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     add_model_arguments(parser)
     smoothing = parser.add_argument_group("smoothing")
     smoothing.add_argument("--sigma", type=float, required=True, help="noise level (standard deviation)")
-    smoothing.add_argument("--noise", default="gaussian", help="noise family (default: gaussian)")
+    smoothing.add_argument("--noise", default="gaussian",
+                           help="noise family, with its options as NAME:KEY=VALUE,... "
+                                "(e.g. lowpass:shape=1x8x8,ratio=4; default: gaussian)")
     if mode == "certify":
         smoothing.add_argument("--n0", "--N0", type=int, default=100, help="selection samples (default: 100)")
     smoothing.add_argument("--n", "--N", type=int, default=100_000, help="estimation samples (default: 100000)")
