@@ -54,7 +54,9 @@ class FromArtEncoding(nn.Module):
 
 
 def patch_comparison(kind: str, b: int, resolution: int, x: np.ndarray, y: np.ndarray, sizes: int,
-                     attacked: int) -> None:
+                     attacked: int) -> dict[str, int | bool]:
+    """Print the comparison for one band width; return whether the vote counts agree, the (digit, size) pairs only ART
+    certifies, how many of those the touched bands' votes refute, and the certificates a patch attack beat."""
     spec = f"{kind}:b={b},shape=1x{resolution}x{resolution}"
     net = digits_model(1.0, noise=spec, resolution=resolution).eval()
     smoothed = SmoothedClassifier(net, 10, 1.0, noise=spec, batch_size=1024, seed=0)
@@ -92,7 +94,9 @@ def patch_comparison(kind: str, b: int, resolution: int, x: np.ndarray, y: np.nd
             refuted += worst_case_flips(counts, smoothed.noise.touched(m))
     print(f"patch sizes >= 1 that ART certifies and rs-plugin does not: {only_art}; in {refuted} of them moving the "
           "votes of the bands a patch touches to a smaller class index changes the argmax (a tie it wins)")
-    patch_attack(smoothed, x[:attacked], predictions[:attacked], radii[:attacked], resolution)
+    beaten = patch_attack(smoothed, x[:attacked], predictions[:attacked], radii[:attacked], resolution)
+    return {"counts_equal": bool(np.array_equal(ours_counts, art_counts)), "only_art": only_art, "refuted": refuted,
+            "beaten": beaten}
 
 
 def worst_case_flips(counts: np.ndarray, touched: int) -> bool:
@@ -122,7 +126,8 @@ def patches(x: np.ndarray, m: int) -> np.ndarray:
 
 
 def patch_attack(smoothed: SmoothedClassifier, x: np.ndarray, predictions: np.ndarray, radii: np.ndarray,
-                 resolution: int) -> None:
+                 resolution: int) -> int:
+    """Attack every digit at its certified patch size and one pixel above; returns the certificates beaten (0)."""
     beaten_at, beaten_above, above = 0, 0, 0
     for xi, prediction, radius in zip(x, predictions, radii, strict=True):
         for m, certified in ((int(radius), True), (int(radius) + 1, False)):
@@ -136,6 +141,7 @@ def patch_attack(smoothed: SmoothedClassifier, x: np.ndarray, predictions: np.nd
     print(f"patch attack on {len(x)} digits: certificate beaten {beaten_at} times (must be 0); one pixel above the "
           f"certified size, some patch changes the prediction on {beaten_above} of {above} digits")
     assert beaten_at == 0
+    return beaten_at
 
 
 def l0_run(k: int, resolution: int, x: np.ndarray, y: np.ndarray, n: int, attacked: int, restarts: int,
