@@ -180,11 +180,16 @@ class TightnessResult:
     """Coordinates per input (d)."""
 
     @property
+    def largest_radius(self) -> float:
+        """The largest radius CERTIFY's ``n`` and ``alpha`` can give (every sample voting for the class)."""
+        config = self.config
+        return make_noise(config.noise, config.sigma).radius(lower_confidence_bound(config.n, config.n, config.alpha))
+
+    @property
     def saturated(self) -> int:
-        """Attacked examples certified at the largest radius ``n`` samples can give (every sample voted for the
-        class: ``p_lower`` is the bound of ``n`` out of ``n``): their true radius may be far larger."""
-        cap = lower_confidence_bound(self.config.n, self.config.n, self.config.alpha)
-        return sum(1 for row in self.rows if row.attacked and row.p_lower >= cap * (1 - 1e-12))
+        """Attacked examples certified at :attr:`largest_radius` (:func:`rs_plugin.analysis.saturated`): their true
+        radius may be far larger."""
+        return int(analysis.saturated(self.results(), self.largest_radius, digits=None).sum())
 
     @property
     def factors(self) -> dict[str, FactorResult]:

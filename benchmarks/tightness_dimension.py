@@ -20,6 +20,7 @@ against d, with the paper's two ImageNet points (OUT_DIR/tightness_dimension.png
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -27,11 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rs_plugin.bounds import lower_confidence_bound
+from rs_plugin.noises import Gaussian
+
 PAPER_DIMENSION = 3 * 224 * 224
 PAPER_SUCCESS = {"1.5": 0.17, "2.0": 0.53}
 """Cohen et al. (2019), section 4: how often their attack on ImageNet succeeded within 1.5R and 2R."""
 SIZES = ("8", "16", "32x3", "64x3")
-ATTACK_SIZE = "32x3"
+ATTACK_SIZE = "16"
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,16 @@ class Preset:
     paper_n: int
     paper_examples: int
     strong: tuple[tuple[str, tuple[str, ...]], ...]
+    large_examples: int
+    """Test examples at sizes above d = 4,096 (each costs about d / 3,072 times one at 32x32x3)."""
 
 
 FULL = Preset(SIZES, 60, 10_000, 20, 32, 100_000, 30, (
     ("100 steps", ("--steps", "100")),
     ("128 draws", ("--num-noise", "128")),
     ("4 restarts", ("--restarts", "4")),
-))
-QUICK = Preset(("8", "16", "32x3"), 30, 2000, 10, 16, 20_000, 15, (("40 steps", ("--steps", "40")),))
+), 30)
+QUICK = Preset(("8", "16", "32x3"), 30, 2000, 10, 16, 20_000, 15, (("40 steps", ("--steps", "40")),), 15)
 
 
 @dataclass(frozen=True)
@@ -127,9 +133,10 @@ def execute(run: Run, args: argparse.Namespace, preset: Preset) -> dict[str, Any
     from rs_plugin.attacks.command import main as tightness
 
     out = args.out_dir
+    examples = preset.num_examples if run.dimension <= 4096 else min(preset.num_examples, preset.large_examples)
     argv = [
         "--resolution", str(run.resolution), "--channels", str(run.channels), "--sigma", str(run.sigma),
-        "--num-examples", str(preset.num_examples), "--seed", str(args.seed), *run.options,
+        "--num-examples", str(examples), "--seed", str(args.seed), *run.options,
         "--rows", str(out / f"{run.name}.jsonl"), "--json", str(out / f"{run.name}.json"),
         "--plot", str(out / f"{run.name}.png"), "--out-dir", str(out),
     ]  # fmt: skip
@@ -151,6 +158,11 @@ def summary_row(run: Run, document: dict[str, Any]) -> dict[str, Any]:
         key: {name: value[name] for name in ("attempted", "succeeded", "success_rate", "ci_low", "ci_high")}
         for key, value in document["factors"].items()
     }
+    cap = Gaussian(config["sigma"]).radius(lower_confidence_bound(config["n"], config["n"], config["alpha"]))
+    for key, entry in factors.items():
+        for name, group in (("saturated", True), ("unsaturated", False)):
+            outcomes = [e["attacks"][key]["outcome"] for e in attacked if (e["radius"] >= cap * (1 - 1e-12)) == group]
+            entry[name] = [outcomes.count("success"), len(outcomes)]
     return {
         "part": run.part, "label": run.label, "size": run.size, "dimension": config["dimension"],
         "sigma": config["sigma"], "n": config["n"], "alpha": config["alpha"], "steps": config["steps"],
@@ -170,10 +182,18 @@ def rate(row: dict[str, Any], factor: str) -> str:
     return f"{entry['success_rate']:.2f} [{entry['ci_low']:.2f}, {entry['ci_high']:.2f}]"
 
 
+def split(row: dict[str, Any], factor: str) -> str:
+    """Successes / attempts of a factor among the unsaturated and the saturated certified examples."""
+    entry = row["factors"].get(factor)
+    if not entry:
+        return "-"
+    return ", ".join(f"{entry[name][0]}/{entry[name][1]}" for name in ("unsaturated", "saturated"))
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """The study's table."""
     head = ("| part | size | d | setting | certified / examples | saturated | mean R | DeepFool median (undefended) "
-            "| 0.5R | 1R | 1.5R | 2R |")
+            "| 0.5R | 1R | 1.5R | 2R | 1.5R: unsaturated, saturated |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for row in rows:
         mean = "-" if row["mean_radius"] is None else f"{row['mean_radius']:.3f}"
@@ -181,8 +201,33 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['part']} | {row['size']} | {row['dimension']:,} | {row['label']} | "
             f"{row['certified']} / {row['examples']} | {row['saturated']} | {mean} | {deepfool} | "
-            + " | ".join(rate(row, f) for f in ("0.5", "1.0", "1.5", "2.0")) + " |"
+            + " | ".join(rate(row, f) for f in ("0.5", "1.0", "1.5", "2.0")) + f" | {split(row, '1.5')} |"
         )
+    return "\n".join(lines)
+
+
+PAPER_LOGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "cohen2019" / "data" / "certify"
+"""The paper's released certification logs (a copy of the authors' files, kept for the tests)."""
+
+
+def paper_saturation(root: Path = PAPER_LOGS, n: int = 100_000, alpha: float = 0.01) -> str:
+    """A markdown table: in each of the paper's ImageNet logs, how many images were certified correct and how many
+    of them at the largest radius its CERTIFY (``n``, ``alpha``: the settings its largest radii fit) could give."""
+    from rs_plugin.analysis import saturated
+    from rs_plugin.results import read_results
+
+    lines = [
+        "| paper's log (ImageNet, ResNet-50) | sigma | largest radius | certified correct | at the largest radius |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted(root.glob("imagenet/*/noise_*/test/sigma_*")):
+        results = read_results(path)
+        noise = Gaussian(float(path.name.split("_")[1]))
+        cap = noise.radius(lower_confidence_bound(n, n, alpha))
+        certified = int(((results["correct"] == 1) & (results["radius"] > 0)).sum())
+        at_cap = int(saturated(results, cap).sum())
+        lines.append(f"| {path.parents[1].name}/{path.name} | {noise.sigma:g} | {cap:.3f} | {certified} | "
+                     f"{at_cap} ({at_cap / max(certified, 1):.0%}) |")
     return "\n".join(lines)
 
 
@@ -235,7 +280,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=["dimension", "scaled", "attack", "settings"], help="which parts run (default all)")
     parser.add_argument("--attack-size", type=size_argument, default=ATTACK_SIZE,
                         help=f"the size of the attack and settings parts (default {ATTACK_SIZE})")
-    parser.add_argument("--num-examples", type=int, help="test examples per run (default 60; quick 30)")
+    parser.add_argument("--num-examples", type=int,
+                        help="test examples per run (default 60, 30 above d = 4,096 and at n = 100,000; quick 30)")
     parser.add_argument("--sigma", type=float, default=0.25, help="the noise level (default 0.25)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
@@ -246,12 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     preset = QUICK if args.quick else FULL
     if args.num_examples is not None:
-        preset = Preset(preset.sizes, args.num_examples, preset.n, preset.steps, preset.num_noise, preset.paper_n,
-                        min(preset.paper_examples, args.num_examples), preset.strong)
+        preset = dataclasses.replace(preset, num_examples=args.num_examples,
+                                     paper_examples=min(preset.paper_examples, args.num_examples))
     runs = plan(preset, tuple(args.sizes or preset.sizes), args.sigma, set(args.parts), args.attack_size)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     rows = [summary_row(run, execute(run, args, preset)) for run in runs]
-    table = markdown(rows)
+    table = markdown(rows) + "\n\n" + paper_saturation()
     print("\n" + table)
     (args.out_dir / "summary.md").write_text(table + "\n")
     (args.out_dir / "summary.json").write_text(json.dumps(rows, indent=1))

@@ -41,6 +41,18 @@ def certified_accuracy(results: Results, radii: Sequence[float]) -> np.ndarray:
     return counts / len(sorted_radii)
 
 
+def saturated(results: Results, largest_radius: float, *, digits: int | None = 3) -> np.ndarray:
+    """Which rows are certified correct at ``largest_radius``, the largest radius CERTIFY's ``n`` can give (every
+    sample for the class: ``noise.radius(lower_confidence_bound(n, n, alpha))``): their true radius may be far
+    larger. The paper's files print radii to ``digits`` significant digits, so a row counts when its radius is at
+    least ``largest_radius`` rounded so (None: compared as is). A boolean mask over the rows."""
+    if not (math.isfinite(largest_radius) and largest_radius > 0):
+        raise ValueError(f"largest_radius must be a positive finite number, got {largest_radius}")
+    cap = float(f"{largest_radius:.{digits}g}") if digits is not None else largest_radius
+    certified = (results["correct"] == 1) & (results["radius"] > 0)
+    return certified & (results["radius"] >= min(cap, largest_radius) * (1 - 1e-12))
+
+
 def high_probability_accuracy(
     results: Results, radii: Sequence[float], alpha: float = 0.001, rho: float = 0.001
 ) -> np.ndarray:

@@ -170,3 +170,26 @@ def test_a_row_counted_twice_is_refused_rather_than_inflating_the_accuracy(tmp_p
     doubled.write_text("".join(lines) + lines[1])
     code, _, err = analyze(capsys, doubled, "--radii", "0")
     assert code == 1 and f"doubled.tsv:{len(lines) + 1}: idx {rows['idx'][0]} is already on line 2" in err
+
+
+def test_saturated_finds_the_paper_s_imagenet_certificates_at_the_largest_radius_n_allows():
+    """In the authors' ImageNet log at sigma 0.25, 114 of the 285 images certified correct sit at the largest radius
+    that n = 100,000 samples and alpha = 0.01 can give (0.978, printed to three digits): their true radius may be far
+    larger, which bounds how tight any attack can show the certificate to be."""
+    from rs_plugin.bounds import lower_confidence_bound
+    from rs_plugin.noises import Gaussian
+
+    results = read_results(IMAGENET[0])
+    cap = Gaussian(0.25).radius(lower_confidence_bound(100_000, 100_000, 0.01))
+    mask = analysis.saturated(results, cap)
+    assert round(cap, 3) == 0.978
+    assert int(mask.sum()) == 114 and int(((results["correct"] == 1) & (results["radius"] > 0)).sum()) == 285
+    assert (results["radius"][mask] == 0.978).all() and (results["correct"][mask] == 1).all()
+    assert results["radius"][~mask & (results["correct"] == 1)].max() < 0.978
+    # Compared unrounded, the printed 0.978 lies above the exact cap (0.97763) as well: the same rows.
+    assert int(analysis.saturated(results, cap, digits=None).sum()) == 114
+    # A wrong cap (alpha 0.001: 0.953) counts rows below the paper's largest radius.
+    too_small = Gaussian(0.25).radius(lower_confidence_bound(100_000, 100_000, 0.001))
+    assert int(analysis.saturated(results, too_small).sum()) > 114
+    with pytest.raises(ValueError, match="largest_radius"):
+        analysis.saturated(results, 0.0)

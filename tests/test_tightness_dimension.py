@@ -14,6 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchattacks")
 
+from scipy.stats import norm  # noqa: E402
+
 from rs_plugin.adapters.datasets import digits_at, upsample  # noqa: E402
 from rs_plugin.adapters.models import (  # noqa: E402
     DIGITS_SIZES,
@@ -23,6 +25,7 @@ from rs_plugin.adapters.models import (  # noqa: E402
 from rs_plugin.attacks import ExampleResult, TightnessConfig, TightnessResult, tightness_experiment  # noqa: E402
 from rs_plugin.attacks.command import parse_args  # noqa: E402
 from rs_plugin.bounds import lower_confidence_bound  # noqa: E402
+from rs_plugin.noises import Gaussian  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,12 +92,15 @@ def test_saturated_counts_the_certificates_at_the_largest_radius_n_allows():
     config = TightnessConfig(0.25, n=1000, alpha=0.001)
     cap = lower_confidence_bound(1000, 1000, 0.001)
     below = lower_confidence_bound(999, 1000, 0.001)
+    noise = Gaussian(0.25)
     rows = [
-        ExampleResult(0, 1, 1, 0.7, cap),
-        ExampleResult(1, 1, 1, 0.6, below),
-        ExampleResult(2, 1, 2, 0.7, cap),  # wrong: not attacked, not counted
+        ExampleResult(0, 1, 1, noise.radius(cap), cap),
+        ExampleResult(1, 1, 1, noise.radius(below), below),
+        ExampleResult(2, 1, 2, noise.radius(cap), cap),  # wrong: not attacked, not counted
     ]
-    assert TightnessResult(config, rows, 10, 64).saturated == 1
+    result = TightnessResult(config, rows, 10, 64)
+    assert result.largest_radius == pytest.approx(0.25 * norm.ppf(0.001 ** (1 / 1000)))
+    assert result.saturated == 1
 
 
 def test_restarts_judge_an_input_within_the_ball(noisy_digits_net, digits_test):
