@@ -347,6 +347,22 @@ def test_the_trainers_train_on_ablated_inputs_and_resume_exactly(tmp_path) -> No
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("method", ["consistency", "smoothadv", "smoothmix"])
+def test_methods_that_attack_the_input_refuse_ablation_and_the_others_train(method: str) -> None:
+    torch = pytest.importorskip("torch")
+    from rs_plugin.adapters.plugins import make_trainer
+    from rs_plugin.adapters.trainers import TrainConfig, fit
+
+    x, y = torch.from_numpy(np.stack(_inputs())), torch.arange(len(_inputs())) % 3
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))
+    trainer = make_trainer(method, 1.0, noise="columns:b=2,shape=1x6x6")
+    if method == "consistency":
+        fit(trainer, model, (x, y), TrainConfig(1, 4, seed=0))
+    else:  # SmoothAdv's and SmoothMix's attacks need the gradient in the input
+        with pytest.raises(ValueError, match="no gradient in the input"):
+            fit(trainer, model, (x, y), TrainConfig(1, 4, seed=0))
+
+
 # The command line --------------------------------------------------------------------------------------------------
 
 
