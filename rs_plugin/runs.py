@@ -221,12 +221,18 @@ class DatasetTask:
         """Check on the driver what can be checked before any worker starts (settings that can only abstain, the
         dataset loads, the model builds; a built-in model is trained and cached once); return the dataset's size.
         A deterministic randomization (derandomized smoothing) counts every copy once: no n and alpha to check."""
-        dataset = self.load_dataset()
         noise = make_noise(self.noise, self.sigma)
-        if not len(dataset) or noise.enumerated(tuple(np.shape(dataset[0][0]))) is None:
+
+        def check_settings() -> None:
             diagnostics.check_run(self.mode, noise, self.n, self.alpha, self.target_radius,
                                   sequence=self.sequence if self.stops_early else None)
+
+        if noise.additive:  # random: checked before the model loads (a built-in one may train)
+            check_settings()
         self.load_base()
+        dataset = self.load_dataset()
+        if not noise.additive and (not len(dataset) or noise.enumerated(tuple(np.shape(dataset[0][0]))) is None):
+            check_settings()
         return len(dataset)
 
     def open_writer(self, out: str | os.PathLike) -> ResultsWriter:
