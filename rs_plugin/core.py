@@ -1,9 +1,10 @@
 """The smoothed classifier: PREDICT and CERTIFY of Cohen, Rosenfeld & Kolter (ICML 2019).
 
 :meth:`SmoothedClassifier.predict` and :meth:`SmoothedClassifier.certify` read as the paper's pseudocode
-(``_predict`` and ``_certify``). A single input is a pack of one: :meth:`~SmoothedClassifier.predict_many` and
-:meth:`~SmoothedClassifier.certify_many` run the same code with several inputs sharing each forward pass, and
-fixed-n CERTIFY is sequential CERTIFY with one stage (:class:`rs_plugin.sequential.FixedSequence`).
+(``_predict``, and ``_certify``: a generator that asks for samples). A single input is a run of one:
+:meth:`~SmoothedClassifier.predict_many` and :meth:`~SmoothedClassifier.certify_many` run the same code with several
+inputs sharing each forward pass (``_run`` answers the requests of every input in progress together), and fixed-n
+CERTIFY is sequential CERTIFY with one stage (:class:`rs_plugin.sequential.FixedSequence`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from .deprecation import renamed
 from .noises import Noise
 from .plugins import make_backend, make_noise
 from .seeding import fresh_entropy, stream_seed
+
+Request = tuple[str, int, Any]
+"""What a procedure of :meth:`SmoothedClassifier._certify` asks for: ``(kind, m, selected)``, the class counts
+(``"counts"``) or summed softmax (``"soft_sums"``) of ``m`` fresh noisy copies, or the ``(m, 2)`` softmax pairs of the
+class ``selected`` and its runner-up (``"soft_pairs"``)."""
 
 SMOOTHINGS = ("hard", "soft")
 """Which smoothed classifier CERTIFY certifies: the vote (Cohen et al.) or the mean softmax (Salman et al.)."""
@@ -156,53 +162,52 @@ class SmoothedClassifier:
         counts = self._counts(xs, [n] * len(xs), streams)  # n samples of f(x + noise)
         return [_vote(row, alpha) for row in counts]  # the top class if the binomial test separates it
 
-    def _certify(self, xs: list[Any], streams: list[Any], n0: int, stopping: _Stopping) -> list[Certificate]:
-        """CERTIFY on each of ``xs`` (prepared), noise from ``streams``."""
+    def _certify(self, x: Any, n0: int, stopping: _Stopping) -> Generator[Request, Any, Certificate]:
+        """CERTIFY on the prepared ``x``, as a generator: it asks for samples (``yield`` a :data:`Request`, sent the
+        class counts or score pairs of that many fresh noisy copies) and returns the certificate. :meth:`_run`
+        answers the requests of many inputs in shared forward passes."""
         if stopping.smoothing == "soft":
-            return self._certify_soft(xs, streams, n0, stopping)
-        copies = self._enumerated(xs[0])
+            return (yield from self._certify_soft(x, n0, stopping))
+        copies = self._enumerated(x)
         if copies is not None:
-            return self._certify_enumerated(xs, streams, copies)
-        selected = self._counts(xs, [n0] * len(xs), streams).argmax(axis=1)  # select the class with n0 samples
-        estimates = self._estimate(xs, streams, selected, stopping)  # count it on fresh samples, bound p_A
-        return [self._certificate(x, c, *estimate, n0) for x, c, estimate in zip(xs, selected, estimates, strict=True)]
+            return self._certify_enumerated(x, (yield ("counts", copies, None)))
+        selected = int((yield ("counts", n0, None)).argmax())  # select the class with n0 samples
+        count, used, p_lower = yield from self._estimate(selected, stopping)  # count it on fresh samples, bound p_A
+        return self._certificate(x, selected, count, used, p_lower, n0)
 
-    def _certify_enumerated(self, xs: list[Any], streams: list[Any], copies: int) -> list[Certificate]:
-        """CERTIFY for a deterministic enumeration (derandomized smoothing, :mod:`rs_plugin.ablation`): the base
-        classifier on each of the ``copies`` randomized copies once, so the counts are the smoothed classifier's
-        exactly and the noise turns them into a class and a radius (``votes_radius``) that hold with certainty."""
-        certificates = []
-        for x, counts in zip(xs, self._counts(xs, [copies] * len(xs), streams), strict=True):
-            chosen, radius = self.noise.votes_radius(counts)
-            certificates.append(Certificate(
-                prediction=chosen, radius=radius, norm=self.noise.norm, p_lower=float(counts[chosen]) / copies,
-                num_samples=copies, count=int(counts[chosen]), n=copies, selected=chosen,
-                radii=self.noise.radii(radius, math.prod(np.shape(x))), input_shape=tuple(np.shape(x)),
-            ))
-        return certificates
+    def _estimate(self, selected: int, stopping: _Stopping) -> Generator[Request, Any, tuple[int, int, float]]:
+        """The sequential procedure (:func:`rs_plugin.sequential.stages`) on fresh samples' votes for ``selected``.
+        Returns ``(count, samples, p_lower)``."""
+        procedure = sequential.stages(stopping.n, stopping.sequence, stopping.thresholds,
+                                      radius_tolerance=stopping.radius_tolerance, radius=self._radius_of)
+        return (yield from _answer(procedure, lambda m: ("counts", m, None), lambda counts: int(counts[selected])))
 
-    def _certify_soft(self, xs: list[Any], streams: list[Any], n0: int, stopping: _Stopping) -> list[Certificate]:
-        """CERTIFY of the soft smoothed classifier on each of ``xs`` (see :meth:`certify`)."""
-        batch_size = self.batch_size_for(xs[0])
-        selected = self.backend.soft_sums(xs, [n0] * len(xs), streams, batch_size).argmax(axis=1)  # select with n0
-        procedures = [sequential.soft_stages(stopping.sequence, stopping.targets, self._soft_radius_of,
-                                             radius_tolerance=stopping.radius_tolerance) for _ in xs]
+    def _certify_enumerated(self, x: Any, counts: np.ndarray) -> Certificate:
+        """CERTIFY for a deterministic enumeration (derandomized smoothing, :mod:`rs_plugin.ablation`): ``counts``
+        holds the base classifier's vote on each randomized copy once, so it is the smoothed classifier's exactly
+        and the noise turns it into a class and a radius (``votes_radius``) that hold with certainty."""
+        copies = int(counts.sum())
+        chosen, radius = self.noise.votes_radius(counts)
+        return Certificate(
+            prediction=chosen, radius=radius, norm=self.noise.norm, p_lower=float(counts[chosen]) / copies,
+            num_samples=copies, count=int(counts[chosen]), n=copies, selected=chosen,
+            radii=self.noise.radii(radius, math.prod(np.shape(x))), input_shape=tuple(np.shape(x)),
+        )
 
-        def draw(active: list[int], nums: list[int]) -> list[np.ndarray]:  # fresh pairs for the selected classes
-            return self.backend.soft_pairs([xs[e] for e in active], nums, [streams[e] for e in active], batch_size,
-                                           selected[active])
-
-        certificates = []
-        for x, chosen, (values, lower, upper) in zip(xs, selected, _rounds(procedures, draw), strict=True):
-            radius = self._soft_radius_of(lower, upper)
-            certificates.append(Certificate(
-                prediction=int(chosen) if radius > 0 else ABSTAIN, radius=radius, norm=self.noise.norm,
-                p_lower=lower, num_samples=n0 + len(values), count=int((values[:, 0] > values[:, 1]).sum()),
-                n=len(values), selected=int(chosen), radii=self.noise.radii(radius, math.prod(np.shape(x))),
-                smoothing="soft", p_upper=upper, ellipsoid=self.noise.ellipsoid(radius) if radius > 0 else None,
-                input_shape=tuple(np.shape(x)),
-            ))
-        return certificates
+    def _certify_soft(self, x: Any, n0: int, stopping: _Stopping) -> Generator[Request, Any, Certificate]:
+        """CERTIFY of the soft smoothed classifier on the prepared ``x`` (see :meth:`certify`)."""
+        chosen = int((yield ("soft_sums", n0, None)).argmax())  # select the class with n0 samples
+        procedure = sequential.soft_stages(stopping.sequence, stopping.targets, self._soft_radius_of,
+                                           radius_tolerance=stopping.radius_tolerance)
+        values, lower, upper = yield from _answer(procedure, lambda m: ("soft_pairs", m, chosen), lambda v: v)
+        radius = self._soft_radius_of(lower, upper)
+        return Certificate(
+            prediction=chosen if radius > 0 else ABSTAIN, radius=radius, norm=self.noise.norm,
+            p_lower=lower, num_samples=n0 + len(values), count=int((values[:, 0] > values[:, 1]).sum()),
+            n=len(values), selected=chosen, radii=self.noise.radii(radius, math.prod(np.shape(x))),
+            smoothing="soft", p_upper=upper, ellipsoid=self.noise.ellipsoid(radius) if radius > 0 else None,
+            input_shape=tuple(np.shape(x)),
+        )
 
     def _soft_radius_of(self, lower: float, upper: float) -> float:
         """The soft radius of the bounds ``lower`` on the selected class's mean softmax and ``upper`` on every
@@ -261,8 +266,9 @@ class SmoothedClassifier:
         progress: bool = True,
     ) -> list[Certificate]:
         """CERTIFY on every input of ``xs`` with a progress bar, seeded per example as in :meth:`predict_many`.
-        Several examples share each forward pass when ``n0`` is below the batch size (sequential CERTIFY advances
-        the undecided ones in rounds); the certificates are those of :meth:`certify` one at a time."""
+        Several examples share each forward pass: the requests of every example in progress are drawn together, and
+        further examples are taken in while a pass would otherwise run part-empty (sequential CERTIFY's examples
+        stop at different stages); the certificates are those of :meth:`certify` one at a time."""
         return self._certify_all(_numbered(xs, indices), n0, n, alpha, target_radius, radius_tolerance, sequence,
                                  smoothing, progress)
 
@@ -309,11 +315,7 @@ class SmoothedClassifier:
             diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
         thresholds = [] if smoothing == "soft" else [self.noise.p_needed(r) for r in targets]
         stopping = _Stopping(n, bounds, targets, thresholds, tolerance, smoothing)
-        certificates: list[Certificate] = []
-        for pack in self._packs(pairs, min(n0, n), progress, "certify"):
-            streams = [self._stream("certify", i) for _, i in pack]
-            certificates += self._certify([x for x, _ in pack], streams, n0, stopping)
-        return certificates
+        return self._run(pairs, lambda x: self._certify(x, n0, stopping), "certify", progress)
 
     # The machinery: streams, counts, rounds of sequential estimation, packs ---------------------------------
 
@@ -339,22 +341,64 @@ class SmoothedClassifier:
         """Class counts ``(len(xs), num_classes)``: ``nums[e]`` noisy copies of ``xs[e]`` from ``streams[e]``."""
         return self.backend.counts(xs, nums, streams, self.batch_size_for(xs[0]))
 
-    def _estimate(
-        self, xs: list[Any], streams: list[Any], selected: np.ndarray, stopping: _Stopping
-    ) -> list[tuple[int, int, float]]:
-        """Each input's sequential procedure (:func:`rs_plugin.sequential.stages`), run side by side by
-        :func:`_rounds`. Returns ``(count, samples, p_lower)``."""
-        procedures = [
-            sequential.stages(stopping.n, stopping.sequence, stopping.thresholds,
-                              radius_tolerance=stopping.radius_tolerance, radius=self._radius_of)
-            for _ in xs
-        ]
+    def _run(
+        self,
+        pairs: Sequence[tuple[Any, int | None]],
+        start: Callable[[Any], Generator[Request, Any, Any]],
+        purpose: str,
+        progress: bool,
+    ) -> list[Any]:
+        """Run the procedure ``start(prepared x)`` (e.g. :meth:`_certify`) of every input side by side: each round
+        answers every pending request in shared forward passes (one backend call per kind of request), and takes in
+        further inputs while the round's rows would leave its last batch part-empty, so that batches stay full across
+        inputs and across an input's stages while only the inputs in progress are held. Each input's noise comes from
+        its own stream (of ``purpose`` and its index) in the order of its own requests, so what a procedure returns
+        does not depend on which inputs share its batches. Returns the procedures' values, in input order."""
+        results: dict[int, Any] = {}
+        pending: dict[int, list[Any]] = {}  # position: [prepared x, stream, procedure, its request]
+        inputs = enumerate(pairs)
+        more, batch_size, first = True, 0, 1
+        with tqdm(total=len(pairs), desc=purpose, disable=not progress, unit="ex") as bar:
+            while True:
+                rows = sum(entry[3][1] for entry in pending.values())
+                while more and (not pending or rows < batch_size or -rows % batch_size >= first):
+                    taken = next(inputs, None)
+                    if taken is None:
+                        more = False
+                        break
+                    position, (x, index) = taken
+                    prepared = self.backend.prepare(x)
+                    stream = self._stream(purpose, check_seed("index", index))
+                    procedure = start(prepared)
+                    pending[position] = [prepared, stream, procedure, next(procedure)]
+                    batch_size = batch_size or self.batch_size_for(prepared)
+                    first = pending[position][3][1]
+                    rows += first
+                if not pending:
+                    return [results[position] for position in range(len(results))]
+                for kind in dict.fromkeys(entry[3][0] for entry in pending.values()):
+                    members = [position for position, entry in pending.items() if entry[3][0] == kind]
+                    for position, answer in zip(members, self._draw([pending[p] for p in members], batch_size),
+                                                strict=True):
+                        entry = pending[position]
+                        try:
+                            entry[3] = entry[2].send(answer)
+                        except StopIteration as done:
+                            results[position] = done.value
+                            del pending[position]
+                            bar.update()
 
-        def draw(active: list[int], nums: list[int]) -> list[int]:  # how many fresh samples vote for the selected
-            counts = self._counts([xs[e] for e in active], nums, [streams[e] for e in active])
-            return [int(row[selected[e]]) for e, row in zip(active, counts, strict=True)]
-
-        return _rounds(procedures, draw)
+    def _draw(self, entries: list[list[Any]], batch_size: int) -> Sequence[Any]:
+        """The answers to requests of one kind, ``entries`` of :meth:`_run` (``[x, stream, procedure, request]``),
+        drawn in shared forward passes of ``batch_size`` copies."""
+        xs, streams = [entry[0] for entry in entries], [entry[1] for entry in entries]
+        kind, nums = entries[0][3][0], [entry[3][1] for entry in entries]
+        if kind == "counts":
+            return self.backend.counts(xs, nums, streams, batch_size)
+        if kind == "soft_sums":
+            return self.backend.soft_sums(xs, nums, streams, batch_size)
+        selected = np.array([entry[3][2] for entry in entries], dtype=np.int64)
+        return self.backend.soft_pairs(xs, nums, streams, batch_size, selected)
 
     def _enumerated(self, x: Any) -> int | None:
         """How many copies a deterministic randomization enumerates for inputs like ``x`` (None: a random one)."""
@@ -382,21 +426,19 @@ class SmoothedClassifier:
             yield pack
 
 
-def _rounds(procedures: list[Generator[int, Any, Any]], draw: Callable[[list[int], list[int]], list[Any]]) -> list[Any]:
-    """Run the sequential procedures (generators that yield how many samples they want and are sent what those
-    samples gave) side by side: each round, ``draw(active, nums)`` draws every undecided procedure's next stage in
-    shared forward passes. Returns each procedure's return value, in order."""
-    results: list[Any] = [None] * len(procedures)
-    wanted = {e: next(procedure) for e, procedure in enumerate(procedures)}
-    while wanted:
-        active = list(wanted)
-        for e, drawn in zip(active, draw(active, [wanted[e] for e in active]), strict=True):
-            try:
-                wanted[e] = procedures[e].send(drawn)
-            except StopIteration as done:
-                results[e] = done.value
-                del wanted[e]
-    return results
+def _answer(
+    procedure: Generator[int, Any, Any], ask: Callable[[int], Request], read: Callable[[Any], Any]
+) -> Generator[Request, Any, Any]:
+    """Run ``procedure`` (a generator that yields how many samples it wants and is sent what they gave): each want
+    ``m`` is asked for as the request ``ask(m)``, and the answer is sent on as ``read(answer)``. Returns the
+    procedure's value."""
+    wanted = next(procedure)
+    while True:
+        answer = yield ask(wanted)
+        try:
+            wanted = procedure.send(read(answer))
+        except StopIteration as done:
+            return done.value
 
 
 def _check_soft(noise: Any, sequence: str) -> None:

@@ -253,3 +253,24 @@ def test_packed_sequential_certify_many_advances_in_rounds_with_the_answers_of_o
     alone = [g.certify(x, 100, 20_000, 0.001, index=i, **options) for i, x in enumerate(xs)]
     assert packed == alone
     assert len({c.num_samples for c in alone}) > 1  # examples stopped at different stages
+
+
+@pytest.mark.parametrize("smoothing", ["hard", "soft"])
+def test_sequential_certify_many_fills_its_forward_passes_across_inputs_and_stages(smoothing) -> None:
+    """Inputs stop at different stages; the inputs still in progress and newly taken ones share each forward pass,
+    so that most passes are full (a GPU pays per pass, not per row), and the answers are one at a time's."""
+    xs = np.random.default_rng(3).uniform(-0.4, 0.4, size=(60, 3)).astype(np.float32)
+    base = linear_bases("numpy")
+    rows: list[int] = []
+
+    def counted(batch: np.ndarray) -> np.ndarray:
+        rows.append(len(batch))
+        return base(batch)
+
+    g = SmoothedClassifier(counted, 3, 0.5, seed=4, batch_size=1000)
+    packed = g.certify_many(xs, 100, 50_000, 0.001, target_radius=[0.1, 0.3], smoothing=smoothing, progress=False)
+    fill = sum(rows) / (1000 * len(rows))
+    assert fill >= 0.75, (fill, len(rows))  # one input at a time after another: under half
+    assert packed[:5] == [g.certify(x, 100, 50_000, 0.001, index=i, target_radius=[0.1, 0.3], smoothing=smoothing)
+                          for i, x in enumerate(xs[:5])]
+    assert len({c.num_samples for c in packed}) > 3  # inputs stopped at different stages
