@@ -355,12 +355,11 @@ def test_methods_that_attack_the_input_refuse_ablation_and_the_others_train(meth
 
     x, y = torch.from_numpy(np.stack(_inputs())), torch.arange(len(_inputs())) % 3
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))
-    trainer = make_trainer(method, 1.0, noise="columns:b=2,shape=1x6x6")
     if method == "consistency":
-        fit(trainer, model, (x, y), TrainConfig(1, 4, seed=0))
-    else:  # SmoothAdv's and SmoothMix's attacks need the gradient in the input
+        fit(make_trainer(method, 1.0, noise="columns:b=2,shape=1x6x6"), model, (x, y), TrainConfig(1, 4, seed=0))
+    else:  # SmoothAdv's and SmoothMix's attacks need the gradient in the input: refused before any training
         with pytest.raises(ValueError, match="no gradient in the input"):
-            fit(trainer, model, (x, y), TrainConfig(1, 4, seed=0))
+            make_trainer(method, 1.0, noise="columns:b=2,shape=1x6x6")
 
 
 # The command line --------------------------------------------------------------------------------------------------
@@ -431,3 +430,20 @@ def test_art_derandomized_smoothing_counts_the_same_votes_and_over_certifies_onl
     outcome = benchmark.patch_comparison("columns", 3, 8, x, y, sizes=2, attacked=5)
     assert outcome["counts_equal"] and outcome["beaten"] == 0
     assert outcome["refuted"] == outcome["only_art"] > 0  # ART 1.20's rule (docs/guide/ablation.md): each refuted
+
+
+@pytest.mark.parametrize(("method", "noise", "message"), [
+    ("smoothadv", "ablation:k=10,shape=1x8x8", "no gradient in the input"),
+    ("smoothmix", "columns:b=2,shape=1x8x8", "no gradient in the input"),
+    ("macer", "ablation:k=10,shape=1x8x8", "soft certified radius"),
+    ("macer", "laplace", "soft certified radius"),
+])
+def test_a_method_that_needs_what_the_randomization_lacks_is_refused_when_made(method, noise, message):
+    """SmoothAdv and SmoothMix attack through the noise (an ablated input has no gradient); MACER maximises the
+    Gaussian soft radius: each is refused in one line when made, before any training, naming the noise."""
+    pytest.importorskip("torch")
+    from rs_plugin.adapters.plugins import make_trainer
+
+    with pytest.raises(ValueError, match=f"^noise: .*{message}"):
+        make_trainer(method, 0.5, noise=noise)
+    make_trainer("consistency", 0.5, noise=noise)  # training on the randomized inputs works

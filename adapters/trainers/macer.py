@@ -61,6 +61,7 @@ class Macer(Trainer):
     """
 
     name = "macer"
+    maximises_soft_radius = True
     Config = MacerConfig
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,6 +50,7 @@ class SmoothAdv(Trainer):
     """
 
     name = "smoothadv"
+    attacks_through_noise = True
     Config = SmoothAdvConfig
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,6 +65,7 @@ class SmoothMix(Trainer):
     """
 
     name = "smoothmix"
+    attacks_through_noise = True
     Config = SmoothMixConfig
 
     def adversary(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int) -> list[torch.Tensor]:

@@ -63,6 +63,12 @@ class Trainer:
     uses_noise: ClassVar[bool] = True
     trains: ClassVar[str] = "classifier"
     """What the trained module is: ``"classifier"`` or ``"denoiser"``."""
+    attacks_through_noise: ClassVar[bool] = False
+    """Whether the method differentiates through the noise to the input (an attack): only an additive noise has
+    that gradient (not ablation, :mod:`rs_plugin.ablation`)."""
+    maximises_soft_radius: ClassVar[bool] = False
+    """Whether the method's objective is the noise's soft certified radius
+    (:meth:`rs_plugin.noises.Noise.soft_radius`)."""
 
     def __init__(self, sigma: float | None = None, *, noise: str | Noise = "gaussian", **options: Any) -> None:
         self.config = make_config(self.Config, options, self.name)
@@ -70,6 +76,12 @@ class Trainer:
         if self.uses_noise and sigma is None:
             raise ValueError(f"sigma: the {self.name} method trains under noise; give its standard deviation")
         self.noise: Noise | None = make_noise(noise, sigma) if self.uses_noise else None
+        if self.noise is not None and self.attacks_through_noise and not self.noise.additive:
+            raise ValueError(f"noise: the {self.name} method attacks through the noise, and the {self.noise.name} "
+                             "randomization has no gradient in the input; train it with gaussian or consistency")
+        if self.noise is not None and self.maximises_soft_radius and type(self.noise).soft_radius is Noise.soft_radius:
+            raise ValueError(f"noise: the {self.name} method maximises the soft certified radius, which the "
+                             f"{self.noise.name} noise does not have; train it with gaussian or consistency")
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.config).items())
