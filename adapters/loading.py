@@ -21,7 +21,7 @@ def load_torch_model(request: ModelRequest) -> Any:
     no network of its own is needed (``--model`` alone is the core's)."""
     checkpoint, spec = request.option("checkpoint"), request.option("model")
     wrapped = bool(request.option("denoiser")) or request.option("precision") not in (None, "fp32") or bool(
-        request.option("channels_last"))
+        request.option("channels_last")) or bool(request.option("compile"))
     if checkpoint is not None and spec is not None:
         raise ValueError("model and checkpoint: give one of them, not both")
     if checkpoint is not None:
@@ -58,16 +58,16 @@ def _classifiers(checkpoint: str | list[str], request: ModelRequest) -> nn.Modul
 
 
 def _wrapped(network: Any, request: ModelRequest) -> nn.Module:
-    """``network`` behind the denoiser, in reduced precision and/or channels_last, as the options ask; reports the
-    reduced precision's agreement with float32 on the request's sample."""
+    """``network`` behind the denoiser, in reduced precision, channels_last and/or compiled, as the options ask;
+    reports the reduced precision's agreement with float32 on the request's sample."""
     if not isinstance(network, nn.Module):
-        raise ValueError("denoiser, precision and channels_last apply to a torch model (an nn.Module)")
+        raise ValueError("denoiser, precision, channels_last and compile apply to a torch model (an nn.Module)")
     if request.option("denoiser"):
         network = Denoised(make_denoiser(request.option("denoiser"), request.sigma), network)
     precision = request.option("precision") or "fp32"
-    if precision == "fp32" and not request.option("channels_last"):
+    if precision == "fp32" and not request.option("channels_last") and not request.option("compile"):
         return network
-    fast = FastModel(network, precision, bool(request.option("channels_last")))
+    fast = FastModel(network, precision, bool(request.option("channels_last")), bool(request.option("compile")))
     if precision != "fp32" and request.report and len(request.sample):
         from rs_plugin.plugins import make_noise
 

@@ -1,7 +1,7 @@
 """Entry-point plugin: torch. ``nn.Module`` base classifiers (:class:`rs_plugin.adapters.torch.TorchBackend`), the
-model options ``--checkpoint``, ``--denoiser``, ``--precision`` and ``--channels-last`` and the built-in digits
-network, CIFAR-10 and ImageNet from a local folder, the built-in architectures, ``rs-plugin train``, and the hooks
-of its own (:mod:`rs_plugin.adapters.hookspecs`: denoisers, trainers, architectures).
+model options ``--checkpoint``, ``--denoiser``, ``--precision``, ``--channels-last`` and ``--compile``, the built-in
+digits network, CIFAR-10 and ImageNet from a local folder, the built-in architectures, ``rs-plugin train``, and the
+hooks of its own (:mod:`rs_plugin.adapters.hookspecs`: denoisers, trainers, architectures).
 
 Imports torch only when it is used (a model could be a torch module only once torch is imported), so that the
 core works without torch installed.
@@ -65,12 +65,15 @@ def rs_plugin_add_model_options() -> list[ModelOption]:
                     {"choices": ("fp32", "bf16", "fp16"), "default": "fp32"}),
         ModelOption("--channels-last", "torch: run a convolutional network in the channels_last memory format",
                     {"action": "store_true", "default": False}),
+        ModelOption("--compile", "torch: compile the network with torch.compile (it compiles at the first batches; "
+                                 "worth it for long runs, mostly on a GPU)",
+                    {"action": "store_true", "default": False}),
     ]
 
 
 @hookimpl
 def rs_plugin_load_model(request: ModelRequest) -> Any:
-    torch_options = ("checkpoint", "denoiser", "channels_last")
+    torch_options = ("checkpoint", "denoiser", "channels_last", "compile")
     needs_torch = any(request.option(name) for name in torch_options) or request.option("precision") not in (
         None, "fp32") or (request.option("model") is None and request.dataset == "digits")
     if not needs_torch:

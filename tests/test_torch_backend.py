@@ -126,6 +126,26 @@ def test_reduced_precision_and_channels_last_agree_with_float32_and_the_cli_repo
         FastModel(noisy_digits_net, "int8")
 
 
+@pytest.mark.slow
+def test_a_compiled_network_certifies_what_the_network_does_and_the_cli_compiles(noisy_digits_net, digits_test,
+                                                                                  tmp_path) -> None:
+    """``torch.compile`` (inductor, on CPU here) changes the speed, not the answers: the same counts on the same noise
+    up to the rare label that float rounding flips, across batch sizes (dynamic shapes: the last batch is smaller)."""
+    from rs_plugin.adapters.torch import FastModel
+    from rs_plugin.cli import main
+
+    x = digits_test[0][:3]
+    eager = SmoothedClassifier(noisy_digits_net, 10, 0.25, seed=5, batch_size=300)
+    compiled = SmoothedClassifier(FastModel(noisy_digits_net, compile=True), 10, 0.25, seed=5, batch_size=300)
+    for index, image in enumerate(x):
+        a, b = (g.certify(image, 100, 1000, 0.001, index=index) for g in (eager, compiled))
+        assert a.selected == b.selected and abs(a.count - b.count) <= 2, (a, b)
+    out = tmp_path / "compiled.tsv"
+    assert main(["predict", "--sigma", "0.25", "--n", "100", "--max-examples", "2", "--compile", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 3
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_certificates_do_not_depend_on_batch_size_and_bf16_runs() -> None:
     from rs_plugin.adapters.torch import FastModel

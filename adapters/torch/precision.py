@@ -1,5 +1,5 @@
-"""Running a network faster than float32 in NCHW: reduced precision and the channels_last memory format, and the
-check that reduced precision keeps the labels."""
+"""Running a network faster than float32 in NCHW: reduced precision, the channels_last memory format and
+``torch.compile``, and the check that reduced precision keeps the labels."""
 
 from __future__ import annotations
 
@@ -19,27 +19,32 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class FastModel(nn.Module):
-    """``model`` run in reduced ``precision`` (``"bf16"`` or ``"fp16"``: autocast on the input's device) and/or in
-    the ``channels_last`` memory format for convolutional models, returning float32 logits.
+    """``model`` run in reduced ``precision`` (``"bf16"`` or ``"fp16"``: autocast on the input's device), in the
+    ``channels_last`` memory format for convolutional models, and/or compiled (``compile``: ``torch.compile`` with
+    dynamic shapes, so that a run's last, smaller batch does not compile again), returning float32 logits.
 
     Reduced precision may change predicted labels, so it is never the default for certification: measure
     :func:`label_agreement` with float32 first (``rs-plugin certify --precision`` reports it at start).
     """
 
-    def __init__(self, model: nn.Module, precision: str = "fp32", channels_last: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module, precision: str = "fp32", channels_last: bool = False, compile: bool = False
+    ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.model, self.precision, self.channels_last = model, precision, bool(channels_last)
+        self.compiled = bool(compile)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        self._run = torch.compile(model.forward, dynamic=True) if self.compiled else model.forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         dtype = PRECISIONS[self.precision]
         with torch.autocast(device_type=x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.model(x).float()
+            return self._run(x).float()
 
 
 def label_agreement(reference: nn.Module, fast: nn.Module, xs: Any, noise: Noise, copies: int, seed: int = 0) -> float:
