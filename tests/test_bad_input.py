@@ -25,7 +25,7 @@ X = np.zeros((1, 4, 4), dtype=np.float32)
         ({"sigma": "0.5"}, TypeError, "sigma must be a number"),
         ({"num_classes": 1}, ValueError, "num_classes must be at least 2, got 1"),
         ({"num_classes": 2.5}, TypeError, "num_classes must be an int"),
-        ({"noise": "cauchy"}, ValueError, "unknown noise 'cauchy'; known noises: diagonal, gaussian, laplace, lowpass"),
+        ({"noise": "cauchy"}, ValueError, "unknown noise 'cauchy'; known noises: ablation, blocks, columns"),
         ({"batch_size": 0}, ValueError, "batch_size must be at least 1"),
         ({"seed": -3}, ValueError, "seed must be None or a non-negative int"),
     ],
