@@ -320,6 +320,7 @@ def test_cli_certifies_a_checkpoint_behind_a_denoiser(tmp_path, capsys, checkpoi
     assert rows != cli_rows(capsys, tmp_path, "--checkpoint", clean)  # the denoiser changed the votes
 
 
+@pytest.mark.slow
 def test_cli_certifies_an_ensemble_of_three_checkpoints(tmp_path, capsys, checkpoints, fake_diffusion) -> None:
     members = [load_checkpoint(path)[0] for path in checkpoints[:3]]
     rows = cli_rows(capsys, tmp_path, "--checkpoint", *checkpoints[:3])

@@ -264,6 +264,7 @@ def test_the_soft_certificate_is_sound_at_several_inputs_and_levels() -> None:
         assert too_often(sum(r > ideal for r in radii["no half"]), 1000, alpha)
 
 
+@pytest.mark.slow
 def test_sequential_soft_certificates_are_sound_over_repeated_trials_and_stop_early() -> None:
     """Soft CERTIFY that stops at a target radius (reached or out of reach) or once the radius is settled: the radius
     overstates G's own in at most an alpha fraction of seeded trials, whatever checkpoint it stopped at, and twice the

@@ -225,6 +225,7 @@ def check_document(document: dict, factors: list[str], num_examples: int) -> Non
     assert len(document["deepfool"]["radii"]) == num_examples
 
 
+@pytest.mark.slow
 def test_quick_run_end_to_end_reuses_the_cached_models(noisy_digits_net, clean_digits_net, model_cache, tmp_path):
     """The fixtures trained both digits models into the session cache; the script loads them, trains nothing."""
     before = cache_snapshot(model_cache)

@@ -426,6 +426,7 @@ def test_certify_reads_a_training_checkpoint(tmp_path, capsys):
     assert rows[0].startswith("idx\tlabel\tpredict\tradius") and len(rows) == 4
 
 
+@pytest.mark.slow
 def test_cli_train_killed_mid_run_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
     """`kill -9` after the first checkpoint; the same command again ends with one uninterrupted run's weights."""
     def command(out: Path) -> list[str]:
