@@ -34,12 +34,9 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def digits_cnn(num_classes: int = 10) -> nn.Sequential:
-    """A small CNN for scikit-learn's 1x8x8 digits (inputs in [0, 1])."""
-    return nn.Sequential(
-        Normalize(DIGITS_MEAN, DIGITS_STD),
-        nn.Conv2d(1, 32, 3, padding=1),
-        nn.ReLU(),
+def _digits_head(num_classes: int) -> list[nn.Module]:
+    """The digits CNN's layers after its first convolution: 32 channels at 8x8 in, logits out."""
+    return [
         nn.Conv2d(32, 64, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
@@ -47,6 +44,13 @@ def digits_cnn(num_classes: int = 10) -> nn.Sequential:
         nn.Linear(64 * 4 * 4, 128),
         nn.ReLU(),
         nn.Linear(128, num_classes),
+    ]
+
+
+def digits_cnn(num_classes: int = 10) -> nn.Sequential:
+    """A small CNN for scikit-learn's 1x8x8 digits (inputs in [0, 1])."""
+    return nn.Sequential(
+        Normalize(DIGITS_MEAN, DIGITS_STD), nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), *_digits_head(num_classes)
     )
 
 
@@ -66,13 +70,7 @@ def upsampled_digits_cnn(resolution: int, channels: int, num_classes: int = 10) 
         *stem,
         nn.Conv2d(32, 32, 3, padding=1),
         nn.ReLU(),
-        nn.Conv2d(32, 64, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(64 * 4 * 4, 128),
-        nn.ReLU(),
-        nn.Linear(128, num_classes),
+        *_digits_head(num_classes),
     )
 
 

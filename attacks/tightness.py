@@ -17,7 +17,6 @@ from scipy.stats import binomtest
 from torch import nn
 
 from rs_plugin import analysis, checks, diagnostics
-from rs_plugin.bounds import lower_confidence_bound
 from rs_plugin.certificate import ABSTAIN
 from rs_plugin.checks import positive_int, probability
 from rs_plugin.checks import seed as check_seed
@@ -181,14 +180,17 @@ class TightnessResult:
 
     @property
     def largest_radius(self) -> float:
-        """The largest radius CERTIFY's ``n`` and ``alpha`` can give (every sample voting for the class)."""
+        """The largest radius fixed-n CERTIFY's ``n`` and ``alpha`` can give (every sample voting for the class;
+        :func:`rs_plugin.diagnostics.largest_radius`, 0 when it can only abstain)."""
         config = self.config
-        return make_noise(config.noise, config.sigma).radius(lower_confidence_bound(config.n, config.n, config.alpha))
+        return diagnostics.largest_radius(make_noise(config.noise, config.sigma), config.n, config.alpha)
 
     @property
     def saturated(self) -> int:
         """Attacked examples certified at :attr:`largest_radius` (:func:`rs_plugin.analysis.saturated`): their true
         radius may be far larger."""
+        if self.largest_radius == 0:  # CERTIFY can only abstain: nothing was attacked
+            return 0
         return int(analysis.saturated(self.results(), self.largest_radius, digits=None).sum())
 
     @property

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rs_plugin.bounds import lower_confidence_bound
+from rs_plugin.diagnostics import largest_radius
 from rs_plugin.noises import Gaussian
 
 PAPER_DIMENSION = 3 * 224 * 224
@@ -158,7 +158,7 @@ def summary_row(run: Run, document: dict[str, Any]) -> dict[str, Any]:
         key: {name: value[name] for name in ("attempted", "succeeded", "success_rate", "ci_low", "ci_high")}
         for key, value in document["factors"].items()
     }
-    cap = Gaussian(config["sigma"]).radius(lower_confidence_bound(config["n"], config["n"], config["alpha"]))
+    cap = largest_radius(Gaussian(config["sigma"]), config["n"], config["alpha"])
     for key, entry in factors.items():
         for name, group in (("saturated", True), ("unsaturated", False)):
             outcomes = [e["attacks"][key]["outcome"] for e in attacked if (e["radius"] >= cap * (1 - 1e-12)) == group]
@@ -223,7 +223,7 @@ def paper_saturation(root: Path = PAPER_LOGS, n: int = 100_000, alpha: float = 0
     for path in sorted(root.glob("imagenet/*/noise_*/test/sigma_*")):
         results = read_results(path)
         noise = Gaussian(float(path.name.split("_")[1]))
-        cap = noise.radius(lower_confidence_bound(n, n, alpha))
+        cap = largest_radius(noise, n, alpha)
         certified = int(((results["correct"] == 1) & (results["radius"] > 0)).sum())
         at_cap = int(saturated(results, cap).sum())
         lines.append(f"| {path.parents[1].name}/{path.name} | {noise.sigma:g} | {cap:.3f} | {certified} | "

@@ -238,29 +238,16 @@ def test_training_under_low_pass_noise_resumes_to_the_weights_of_an_uninterrupte
             return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
 
     options = {"num_noise": 2, "steps": 1} if method == "smoothadv" else {}
-    whole, part = network(), network()
-    fit(
-        make_trainer(method, 0.25, noise=spec, **options),
-        whole,
-        data,
-        TrainConfig(epochs=2, seed=0),
-        checkpoint=tmp_path / "whole.pt",
-    )
-    fit(
-        make_trainer(method, 0.25, noise=spec, **options),
-        part,
-        data,
-        TrainConfig(epochs=1, seed=0),
-        checkpoint=tmp_path / "part.pt",
-    )
-    resumed = network()
-    fit(
-        make_trainer(method, 0.25, noise=spec, **options),
-        resumed,
-        data,
-        TrainConfig(epochs=2, seed=0),
-        checkpoint=tmp_path / "part.pt",
-    )
+
+    def train(epochs: int, checkpoint: str) -> torch.nn.Module:
+        model = network()
+        trainer = make_trainer(method, 0.25, noise=spec, **options)
+        fit(trainer, model, data, TrainConfig(epochs=epochs, seed=0), checkpoint=tmp_path / checkpoint)
+        return model
+
+    whole = train(2, "whole.pt")
+    train(1, "part.pt")
+    resumed = train(2, "part.pt")
     assert all(torch.equal(whole.state_dict()[k], resumed.state_dict()[k]) for k in whole.state_dict())
     assert read_checkpoint(tmp_path / "part.pt")["noise"] == spec
 
