@@ -67,7 +67,7 @@ def _wrapped(network: Any, request: ModelRequest) -> nn.Module:
     precision = request.option("precision") or "fp32"
     if precision == "fp32" and not request.option("channels_last") and not request.option("compile"):
         return network
-    fast = FastModel(network, precision, bool(request.option("channels_last")), bool(request.option("compile")))
+    fast = FastModel(network, precision, bool(request.option("channels_last")), request.option("compile") or False)
     if precision != "fp32" and request.report and len(request.sample):
         from rs_plugin.plugins import make_noise
 

@@ -20,6 +20,11 @@ from rs_plugin.models import ModelOption, ModelRequest
 from . import hookspecs
 from .train_command import TrainCommand
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile``'s modes (``--compile MODE``, :class:`rs_plugin.adapters.torch.FastModel`'s ``compile``):
+``"reduce-overhead"`` and ``"max-autotune"`` replay CUDA graphs on a GPU, which helps most at small batches, where
+launching kernels costs more than running them."""
+
 
 @hookimpl
 def rs_plugin_addhooks(pluginmanager: Any) -> None:
@@ -66,8 +71,10 @@ def rs_plugin_add_model_options() -> list[ModelOption]:
         ModelOption("--channels-last", "torch: run a convolutional network in the channels_last memory format",
                     {"action": "store_true", "default": False}),
         ModelOption("--compile", "torch: compile the network with torch.compile (it compiles at the first batches; "
-                                 "worth it for long runs, mostly on a GPU)",
-                    {"action": "store_true", "default": False}),
+                                 "worth it for long runs, mostly on a GPU); optionally in a mode: reduce-overhead "
+                                 "replays CUDA graphs (for small batches)",
+                    {"nargs": "?", "const": True, "default": False, "metavar": "MODE",
+                     "choices": COMPILE_MODES}),
     ]
 
 

@@ -6,8 +6,11 @@
 2. The digits CNN trained with noise: the certified-accuracy table at the target radii from fixed-n CERTIFY
    (run once and cached: about 15 minutes on 2 busy cores), from sequential CERTIFY with each confidence
    sequence, and the tolerance mode's average certified radius (ACR), with forward passes and seconds.
+3. Time side by side, with default settings: fixed-n against sequential CERTIFY (betting, the same targets) over a
+   dataset (certify_many) and one input at a time, with the certified-accuracy table of each.
 
     python benchmarks/sequential.py [--num-examples 100] [--n 100000] [--tolerance 0.05]
+    python benchmarks/sequential.py --parts time [--time-examples 20] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 
 from rs_plugin import SmoothedClassifier
+from rs_plugin.diagnostics import PreflightWarning
 from rs_plugin.noises import Gaussian
 from rs_plugin.sequential import SEQUENCES, estimate, make_sequence
 
 SIGMA, ALPHA, N0, SEED = 0.25, 0.001, 100, 0
 RADII = [0.25, 0.5, 0.75, 1.0]
+PARTS = ("analytic", "digits", "time")
 NOISE = Gaussian(SIGMA)
 
 
@@ -126,15 +133,67 @@ def limits(rows: list[dict[str, Any]], radii: np.ndarray, n: int) -> None:
           f"(p near a target's threshold): {passes[long].sum() / passes.sum():.0%}")
 
 
+def timing(num_examples: int, n: int, repeats: int) -> None:
+    """Seconds of fixed-n and sequential CERTIFY (betting, the four target radii) side by side, over a dataset
+    (``certify_many``) and one input at a time, with default settings (the batch size adapts during the run; a
+    warm-up run first), and the certified-accuracy table of each."""
+    import torch
+
+    from rs_plugin.adapters.datasets import digits_arrays
+    from rs_plugin.adapters.training import digits_model
+
+    x, y = digits_arrays("test")
+    x, y = x[:num_examples], y[:num_examples]
+    model = digits_model(SIGMA)
+    warnings.simplefilter("ignore", PreflightWarning)  # target 1.0 is out of reach at n = 100,000: by design
+
+    def run(options: dict[str, Any], together: bool) -> tuple[float, np.ndarray]:
+        g = SmoothedClassifier(model, 10, SIGMA, seed=SEED)
+        start = time.perf_counter()
+        if together:
+            certs = g.certify_many(x, N0, n, ALPHA, progress=False, **options)
+        else:
+            certs = [g.certify(xi, N0, n, ALPHA, index=i, **options) for i, xi in enumerate(x)]
+        seconds = time.perf_counter() - start
+        correct = np.array([c.prediction for c in certs]) == y
+        return seconds, np.where(correct, [c.radius for c in certs], 0.0)
+
+    sequential = dict(target_radius=RADII)
+    run(sequential, True)  # warm-up: the batch size settles
+    runs = {(mode, together): [] for mode in ("fixed n", "sequential") for together in (True, False)}
+    tables = {}
+    for _ in range(repeats):
+        for (mode, together), seconds in runs.items():
+            took, radii = run({} if mode == "fixed n" else sequential, together)
+            seconds.append(took)
+            tables[mode] = [int(np.sum(radii >= r)) for r in RADII]
+    print(f"\n3. time side by side: digits CNN (sigma={SIGMA}), {num_examples} test digits, n0={N0}, n={n}, "
+          f"alpha={ALPHA}, torch {torch.get_num_threads()} threads, median of {repeats}")
+    for together in (True, False):
+        fixed = statistics.median(runs[("fixed n", together)])
+        seq = statistics.median(runs[("sequential", together)])
+        how = "certify_many (over the dataset)" if together else "certify, one input at a time"
+        print(f"   {how:34} fixed n {fixed:7.1f} s, sequential {seq:6.1f} s: {fixed / seq:5.1f}x less time")
+    for mode, table in tables.items():
+        print(f"   certified at {', '.join(map(str, RADII))}: {mode} {table}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-examples", type=int, default=100)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--time-examples", type=int, default=20, help="digits in part 3 (time side by side)")
+    parser.add_argument("--repeats", type=int, default=1, help="repetitions of part 3")
     args = parser.parse_args()
-    analytic(args.n, args.trials, args.tolerance)
-    digits(args.num_examples, args.n, args.tolerance)
+    if "analytic" in args.parts:
+        analytic(args.n, args.trials, args.tolerance)
+    if "digits" in args.parts:
+        digits(args.num_examples, args.n, args.tolerance)
+    if "time" in args.parts:
+        timing(args.time_examples, args.n, args.repeats)
 
 
 if __name__ == "__main__":

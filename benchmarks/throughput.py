@@ -4,17 +4,20 @@ Small CNNs on 1x28x28 inputs, CPU. The forward-pass limit is the best throughput
 pre-made noisy batches, swept over batch sizes (the best size differs per network, input and machine).
 CERTIFY (one input, n0 = 100, n = 20,000) and PREDICT over many inputs (n = 100: a few hundred copies per
 input, so packing several inputs per forward pass matters) run with rs-plugin's default settings (the batch
-size measured at start), as fractions of that limit; ART's PyTorchRandomizedSmoothing.certify with its default
-batch size and at the best one. Repetitions are interleaved so that machine noise hits all alike; the median
-of per-repetition ratios is reported.
+size adapted during the run, after a warm-up run), as fractions of that limit; ART's
+PyTorchRandomizedSmoothing.certify with its default batch size and at the best one. Repetitions are interleaved
+so that machine noise hits all alike; the median of per-repetition ratios is reported. ``--disturb S`` runs a
+CPU-bound process for S seconds during rs-plugin's first certification, when its batch size is first measured.
 
-    python benchmarks/throughput.py [--n 20000] [--repeats 5] [--widths 16 32]
+    python benchmarks/throughput.py [--n 20000] [--repeats 5] [--widths 16 32] [--disturb 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -70,7 +73,7 @@ def art_certify(model: nn.Module, x: np.ndarray, n0: int, n: int, batch: int | N
     return lambda: classifier.certify(x[None], n=n, **options)
 
 
-def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int) -> None:
+def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, disturb: float) -> None:
     model = small_cnn(width)
     rng = np.random.default_rng(0)
     x = rng.random(SHAPE, dtype=np.float32)
@@ -78,7 +81,11 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int) -> N
     sweep = {size: forward_rate(model, torch.from_numpy(x), size) for size in SWEEP}
     best = max(sweep, key=sweep.get)
     g = SmoothedClassifier(model, 10, SIGMA, seed=0)
-    chosen = g.batch_size_for(g.backend.prepare(x))
+    if disturb:  # another CPU-bound process during the first run, while the batch size is first measured
+        busy = subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {disturb}\n"
+                                 "while time.time() < end: pass"])
+        g.certify(x, n0, n, 0.001)
+        busy.wait()
     runs = {
         "forward limit": lambda: forward_rate(model, torch.from_numpy(x), best),
         "rs-plugin certify": lambda: timed(lambda: g.certify(x, n0, n, 0.001), n0 + n),
@@ -96,7 +103,7 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int) -> N
             rates[name].append(run())
     print(f"\nCNN of width {width}: {sum(p.numel() for p in model.parameters()):,} parameters")
     print("  forward passes alone, samples/s by batch size: " + ", ".join(f"{b}: {r:,.0f}" for b, r in sweep.items()))
-    print(f"  best batch size {best}; rs-plugin's calibration chose {chosen}")
+    print(f"  best batch size {best}; rs-plugin: {g.batch_report(x)}")
     print(f"  {'':32}{'samples/s':>12}{'of limit':>10}  (median of {repeats} per-repetition ratios)")
     for name, values in rates.items():
         ratio = statistics.median(v / limit for v, limit in zip(values, rates["forward limit"], strict=True))
@@ -110,11 +117,13 @@ def main() -> None:
     parser.add_argument("--predict-inputs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--disturb", type=float, default=0.0, metavar="SECONDS",
+                        help="run a CPU-bound process for this long during rs-plugin's first certification")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CERTIFY n0={args.n0} n={args.n}; "
           f"PREDICT n=100 on {args.predict_inputs} inputs")
     for width in args.widths:
-        compare(width, args.n0, args.n, args.predict_inputs, args.repeats)
+        compare(width, args.n0, args.n, args.predict_inputs, args.repeats, args.disturb)
 
 
 if __name__ == "__main__":

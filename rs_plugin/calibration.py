@@ -1,24 +1,179 @@
-"""Choosing the batch size by measurement: the number of noisy copies per forward pass that evaluates fastest.
+"""Choosing the batch size (noisy copies per forward pass) by measuring the run itself.
 
-The best size depends on the network, the input, the device and the machine (caches), so it is measured: a few
-batches at a few sizes through the backend's own noisy-evaluation loop, a fraction of a second, cached for the
-process. Results never depend on it (each example's noise comes from its own stream).
+The fastest size depends on the network, the input, the device and how busy the machine is, and that can change
+during a run of hours, so it is never decided once at start-up. A :class:`BatchSizer` times the run's own work in
+chunks of a fraction of a second and now and then runs one chunk at twice or half the size, comparing it with the
+chunks at the current size just before and after it (so a load that comes and goes hits both alike); it moves when
+the other size is faster. Every row it times is a row the run needed, so measuring costs only the few chunks run
+at a slower size (the trials grow rarer while the current size keeps winning). Results never depend on the batch
+size: each example's noise comes from its own stream (:mod:`rs_plugin.engine`).
+
+:func:`best_batch_size` is the one-off measurement for callers that run no long loop of their own (training's
+smoothed forward pass): the same candidate sizes, measured on a throwaway stream, a bounded cost.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
-"""Batch sizes tried, smallest first."""
+MAX_SIZE = 4096
+"""The largest batch size tried."""
 
-BUDGET_SECONDS = 1.0
-"""Calibration stops trying larger sizes once it has spent this long (after at least :data:`MIN_SIZES` sizes)."""
+START_BYTES = 4 << 20
+"""A run starts at the power of two whose batch of float32 inputs takes about this much memory (at most 256)."""
 
-MIN_SIZES = 4
+MAX_BATCH_BYTES = 1 << 30
+"""No size is tried whose batch of float32 inputs would take more memory than this."""
 
-_MEASURED: dict[tuple, tuple[int, float]] = {}
+CHUNK_SECONDS = 0.2
+"""The work timed as one measurement: about this long, and at least one whole batch."""
+
+SLOW_BATCH_SECONDS = 0.5
+"""No larger size is tried once one batch takes this long: a longer batch saves no per-batch overhead worth having
+(and on a CPU only adds memory)."""
+
+MARGIN = 0.05
+"""A trial size must be this much faster than the current one to replace it."""
+
+MAX_PATIENCE = 64
+"""After repeated losing trials in one direction, at most this many chunks pass before the next."""
+
+BACK_PATIENCE = 8
+"""After a move, the chunks that pass before the size it left is tried again."""
+
+
+def start_size(input_shape: tuple[int, ...]) -> int:
+    """The size a run starts at for inputs of ``input_shape``: about :data:`START_BYTES` of float32 inputs, a power
+    of two between 1 and 256 (small networks are fast from 256 up; large inputs start small so that no first batch
+    runs out of memory or takes long)."""
+    row = 4 * max(1, math.prod(input_shape))
+    return max(1, min(256, 2 ** int(math.log2(max(1, START_BYTES // row)))))
+
+
+@dataclass
+class BatchSizer:
+    """The batch size of one model on one input shape, adapted during a run (see the module's description).
+
+    Use: ask :meth:`next_size` for a chunk's batch size and :meth:`chunk_rows` for its rows, run them, and
+    :meth:`record` how long they took. Guarantee: the size only moves to a neighbour (twice or half) that ran
+    faster, by :data:`MARGIN`, than the current size in the chunks just before and after it; it stays between 1 and
+    :attr:`max_size`.
+    """
+
+    size: int
+    max_size: int = MAX_SIZE
+    rates: dict[int, float] = field(default_factory=dict)
+    """The latest copies-per-second measured at each size tried."""
+    moves: list[tuple[int, int, float]] = field(default_factory=list)
+    """Each move: ``(from, to, speed-up measured)``."""
+    rows: int = 0
+    """Rows timed so far (all of them useful work)."""
+    trial_rows: int = 0
+    """Of those, the rows run at a trial size."""
+
+    def __post_init__(self) -> None:
+        self.size = max(1, min(self.size, self.max_size))
+        self._last: float | None = None  # the rate of the latest chunk at the current size
+        self._trial: tuple[int, float, float] | None = None  # a trial awaiting the next chunk: size, rate, before
+        self._direction = 1
+        self._patience = {1: 1, -1: 1}
+        self._wait = {1: 0, -1: 0}
+
+    @classmethod
+    def for_input(cls, input_shape: tuple[int, ...]) -> BatchSizer:
+        """A sizer for inputs of ``input_shape``: it starts at :func:`start_size`, never above what
+        :data:`MAX_BATCH_BYTES` allows."""
+        row = 4 * max(1, math.prod(input_shape))
+        largest = 2 ** int(math.log2(max(1, min(MAX_SIZE, MAX_BATCH_BYTES // row))))
+        return cls(start_size(input_shape), max_size=largest)
+
+    def next_size(self) -> int:
+        """The batch size of the next chunk: the current size, or now and then a neighbour on trial."""
+        if self._trial is not None or self._last is None:
+            return self.size
+        for direction in (self._direction, -self._direction):
+            if self._wait[direction] <= 0 and self._allowed(direction):
+                self._direction = direction
+                return self.size * 2 if direction > 0 else self.size // 2
+        return self.size
+
+    def chunk_rows(self, size: int) -> int:
+        """Rows of a chunk at ``size``: whole batches, at least one, about :data:`CHUNK_SECONDS` of work at the
+        speed measured so far (half that for a size on trial)."""
+        rate = self.rates.get(size) or self.rates.get(self.size)
+        seconds = CHUNK_SECONDS if size == self.size else CHUNK_SECONDS / 2
+        batches = 1 if rate is None else max(1, int(seconds * rate / size))
+        return batches * size
+
+    def round_rows(self) -> int:
+        """Rows a round of work should hold at least: one batch of the next chunk's size (so that a trial of a larger
+        size measures a whole batch)."""
+        return max(self.size, self.next_size())
+
+    def record(self, size: int, rows: int, seconds: float) -> None:
+        """Take the time of a chunk of ``rows`` copies run in batches of ``size``. A chunk of less than one batch
+        measures nothing and is ignored."""
+        if rows < size or seconds <= 0:
+            return
+        rate = rows / seconds
+        self.rates[size], self.rows = rate, self.rows + rows
+        if size != self.size:
+            self.trial_rows += rows
+            self._trial = (size, rate, self._last or rate)
+            return
+        if self._trial is not None:
+            self._judge(rate)
+        self._last = rate
+        for direction in self._wait:  # waits count whole chunks' worth of rows, however the rows came
+            self._wait[direction] -= rows / self.chunk_rows(size)
+
+    def cap(self, largest: int) -> None:
+        """Never use a batch larger than ``largest`` again (the device ran out of memory above it)."""
+        self.max_size = max(1, min(self.max_size, 2 ** int(math.log2(max(1, largest)))))
+        if self.size > self.max_size:
+            self.moves.append((self.size, self.max_size, 0.0))
+            self.size, self._last, self._trial = self.max_size, None, None
+
+    def report(self) -> str:
+        """What was chosen and why, in one line."""
+        if not self.rates:
+            return f"batch size {self.size} (nothing measured yet)"
+        tried = ", ".join(f"{s}: {r:,.0f}/s" for s, r in sorted(self.rates.items()))
+        share = self.trial_rows / self.rows if self.rows else 0.0
+        return (f"batch size {self.size}, the fastest measured during the run (noisy inputs per second by size: "
+                f"{tried}; {share:.0%} of the rows ran at a size on trial)")
+
+    def _allowed(self, direction: int) -> bool:
+        if direction < 0:
+            return self.size > 1
+        rate = self.rates.get(self.size)
+        slow = rate is not None and self.size / rate >= SLOW_BATCH_SECONDS
+        return self.size * 2 <= self.max_size and not slow
+
+    def _judge(self, after: float) -> None:
+        """Compare the trial with the current size's chunks before and after it; move when it was faster."""
+        assert self._trial is not None
+        size, rate, before = self._trial
+        self._trial = None
+        direction = 1 if size > self.size else -1
+        speedup = rate / statistics.mean([before, after])
+        if speedup > 1 + MARGIN:  # move on, and keep going that way; going back was just measured slower
+            self.moves.append((self.size, size, speedup))
+            self.size, self._last = size, None
+            self._patience = {direction: 1, -direction: BACK_PATIENCE}
+            self._wait = {direction: 0, -direction: BACK_PATIENCE}
+            self._direction = direction
+            return
+        self._patience[direction] = min(2 * self._patience[direction], MAX_PATIENCE)
+        self._wait[direction] = self._patience[direction]
+        self._direction = -direction
+
+
+_SIZERS: dict[tuple, BatchSizer] = {}
 
 
 def calibration_key(backend: Any, x: Any) -> tuple:
@@ -28,38 +183,56 @@ def calibration_key(backend: Any, x: Any) -> tuple:
     return (*identity, tuple(getattr(x, "shape", ())), str(getattr(x, "dtype", "")))
 
 
+def sizer_for(backend: Any, x: Any) -> BatchSizer:
+    """The process's :class:`BatchSizer` for ``backend`` on inputs like the prepared ``x`` (one per
+    :func:`calibration_key`: a later run goes on from what earlier ones measured)."""
+    key = calibration_key(backend, x)
+    if key not in _SIZERS:
+        _SIZERS[key] = BatchSizer.for_input(tuple(getattr(x, "shape", ())))
+    return _SIZERS[key]
+
+
 def measure(backend: Any, noise: Any, x: Any, size: int, min_seconds: float = 0.02) -> float:
     """Noisy copies evaluated per second by ``backend`` on batches of ``size`` copies of ``x`` (after a warm-up):
-    the best of at least two timed batches, and of as many as fit in ``min_seconds``."""
+    the median of at least three timed batches, and of as many as fit in ``min_seconds``."""
     stream = backend.stream(noise, 0)
     backend.counts([x], [size], [stream], size)
     rates: list[float] = []
     spent = 0.0
-    while len(rates) < 2 or (spent < min_seconds and len(rates) < 50):
+    while len(rates) < 3 or (spent < min_seconds and len(rates) < 50):
         start = time.perf_counter()
         backend.counts([x], [size], [stream], size)
         seconds = time.perf_counter() - start
         rates.append(size / seconds)
         spent += seconds
-    return max(rates)
+    return statistics.median(rates)
 
 
-def best_batch_size(backend: Any, noise: Any, x: Any) -> tuple[int, float]:
-    """``(size, copies per second)`` of the fastest of :data:`CANDIDATES` for ``backend`` on inputs like the
-    prepared ``x``: the sizes are measured from the smallest up (until a size four times the fastest so far, or
-    the time budget), then once more, keeping each size's best; once per process for each :func:`calibration_key`."""
-    key = calibration_key(backend, x)
-    if key not in _MEASURED:
-        rates: dict[int, float] = {}
+def best_batch_size(backend: Any, noise: Any, x: Any, budget: float = 1.0) -> tuple[int, float]:
+    """``(size, copies per second)``, the fastest power of two for ``backend`` on inputs like the prepared ``x``:
+    from :func:`start_size` the sizes are measured upwards while they get faster (by :data:`MARGIN`) and a batch
+    stays under :data:`SLOW_BATCH_SECONDS`, or else downwards while they get faster, within about ``budget``
+    seconds after the first; once per process for each :func:`calibration_key`."""
+    key = ("once", *calibration_key(backend, x))
+    sizer = _SIZERS.get(key)
+    if sizer is None:
+        sizer = BatchSizer.for_input(tuple(getattr(x, "shape", ())))
+        rates = {sizer.size: measure(backend, noise, x, sizer.size)}
         start = time.perf_counter()
-        for size in CANDIDATES:
-            rates[size] = measure(backend, noise, x, size)
-            best = max(rates, key=rates.get)
-            late = len(rates) >= MIN_SIZES and time.perf_counter() - start > BUDGET_SECONDS
-            if late or size >= 4 * best:
+        for direction in (1, -1):
+            size = sizer.size
+            while time.perf_counter() - start < budget:
+                slow = size / rates[size] >= SLOW_BATCH_SECONDS
+                other = size * 2 if direction > 0 else size // 2
+                if other < 1 or other > sizer.max_size or (direction > 0 and slow):
+                    break
+                rates[other] = measure(backend, noise, x, other)
+                if rates[other] <= rates[size] * (1 + MARGIN):
+                    break
+                size = other
+            if size != sizer.size:  # faster upwards: no need to look below
                 break
-        for size in rates:  # a second round, so that a passing load on the machine does not decide
-            rates[size] = max(rates[size], measure(backend, noise, x, size))
-        best = max(rates, key=rates.get)
-        _MEASURED[key] = (best, rates[best])
-    return _MEASURED[key]
+        sizer.rates = rates
+        sizer.size = max(rates, key=rates.get)
+        _SIZERS[key] = sizer
+    return sizer.size, sizer.rates[sizer.size]

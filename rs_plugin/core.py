@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import math
 import numbers
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import diagnostics, sequential
 from .bounds import top_two_differ
-from .calibration import best_batch_size
+from .calibration import BatchSizer, sizer_for
 from .certificate import ABSTAIN, Certificate
 from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
@@ -154,13 +155,13 @@ class SmoothedClassifier:
         return self._certify_all([(x, index)], n0, n, alpha, target_radius, radius_tolerance, sequence, smoothing,
                                  False)[0]
 
-    def _predict(self, xs: list[Any], streams: list[Any], n: int, alpha: float) -> list[int]:
-        """PREDICT on each of ``xs`` (prepared), noise from ``streams``."""
-        copies = self._enumerated(xs[0])
+    def _predict(self, x: Any, n: int, alpha: float) -> Generator[Request, Any, int]:
+        """PREDICT on the prepared ``x``, as a generator like :meth:`_certify`."""
+        copies = self._enumerated(x)
         if copies is not None:  # a deterministic enumeration: every copy once, the top class exactly
-            return [int(row.argmax()) for row in self._counts(xs, [copies] * len(xs), streams)]
-        counts = self._counts(xs, [n] * len(xs), streams)  # n samples of f(x + noise)
-        return [_vote(row, alpha) for row in counts]  # the top class if the binomial test separates it
+            return int((yield ("counts", copies, None)).argmax())
+        counts = yield ("counts", n, None)  # n samples of f(x + noise)
+        return _vote(counts, alpha)  # the top class if the binomial test separates it
 
     def _certify(self, x: Any, n0: int, stopping: _Stopping) -> Generator[Request, Any, Certificate]:
         """CERTIFY on the prepared ``x``, as a generator: it asks for samples (``yield`` a :data:`Request`, sent the
@@ -277,9 +278,7 @@ class SmoothedClassifier:
         if not pairs or self._enumerated(pairs[0][0]) is None:  # an enumeration neither samples nor tests
             diagnostics.check_predict(n, alpha)
             diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
-        answers: list[int] = []
-        for pack in self._packs(pairs, n, progress, "predict"):
-            answers += self._predict([x for x, _ in pack], [self._stream("predict", i) for _, i in pack], n, alpha)
+        answers = self._run(pairs, lambda x: self._predict(x, n, alpha), "predict", progress)
         return np.array(answers, dtype=np.int64)
 
     def _certify_all(
@@ -324,11 +323,19 @@ class SmoothedClassifier:
         the deprecated name of ``n``)."""
         n = positive_int("n", renamed("SmoothedClassifier.counts", "n", n, "num", num))
         prepared = self.backend.prepare(x)
-        return self._counts([prepared], [n], [self._stream("counts", index)])[0]
+        return self._draw([[prepared, self._stream("counts", index), None, ("counts", n, None)]],
+                          self._sizer(prepared))[0]
 
     def batch_size_for(self, x: Any) -> int:
-        """The batch size used for inputs like the prepared ``x``: ``batch_size``, or the calibrated one."""
-        return self.batch_size or best_batch_size(self.backend, self.noise, x)[0]
+        """The batch size in use for inputs like the prepared ``x``: ``batch_size``, or the one the runs so far
+        found fastest (:mod:`rs_plugin.calibration`)."""
+        return self.batch_size or sizer_for(self.backend, x).size
+
+    def batch_report(self, x: Any) -> str:
+        """One line: the batch size in use for inputs like ``x`` and why (what was measured at each size tried)."""
+        if self.batch_size:
+            return f"batch size {self.batch_size} (set by batch_size)"
+        return sizer_for(self.backend, self.backend.prepare(x)).report()
 
     def _stream(self, purpose: str, index: int | None) -> Any:
         """The noise stream of ``purpose`` for example ``index``, or of the next call when ``index`` is None."""
@@ -337,9 +344,10 @@ class SmoothedClassifier:
             self._calls += 1
         return self.backend.stream(self.noise, stream_seed(self._root, purpose, index))
 
-    def _counts(self, xs: list[Any], nums: list[int], streams: list[Any]) -> np.ndarray:
-        """Class counts ``(len(xs), num_classes)``: ``nums[e]`` noisy copies of ``xs[e]`` from ``streams[e]``."""
-        return self.backend.counts(xs, nums, streams, self.batch_size_for(xs[0]))
+    def _sizer(self, x: Any) -> BatchSizer:
+        """What sets the batch size for inputs like the prepared ``x``: the process's adaptive sizer, or one fixed at
+        ``batch_size`` (it runs each request whole)."""
+        return sizer_for(self.backend, x) if self.batch_size is None else _Fixed(self.batch_size)
 
     def _run(
         self,
@@ -357,11 +365,12 @@ class SmoothedClassifier:
         results: dict[int, Any] = {}
         pending: dict[int, list[Any]] = {}  # position: [prepared x, stream, procedure, its request]
         inputs = enumerate(pairs)
-        more, batch_size, first = True, 0, 1
+        more, sizer, first = True, None, 1
         with tqdm(total=len(pairs), desc=purpose, disable=not progress, unit="ex") as bar:
             while True:
                 rows = sum(entry[3][1] for entry in pending.values())
-                while more and (not pending or rows < batch_size or -rows % batch_size >= first):
+                size = 0 if sizer is None else sizer.size
+                while more and (sizer is None or rows < sizer.round_rows() or _part_empty(rows, size, first)):
                     taken = next(inputs, None)
                     if taken is None:
                         more = False
@@ -371,14 +380,14 @@ class SmoothedClassifier:
                     stream = self._stream(purpose, check_seed("index", index))
                     procedure = start(prepared)
                     pending[position] = [prepared, stream, procedure, next(procedure)]
-                    batch_size = batch_size or self.batch_size_for(prepared)
-                    first = pending[position][3][1]
+                    sizer = sizer or self._sizer(prepared)
+                    size, first = sizer.size, pending[position][3][1]
                     rows += first
                 if not pending:
                     return [results[position] for position in range(len(results))]
                 for kind in dict.fromkeys(entry[3][0] for entry in pending.values()):
                     members = [position for position, entry in pending.items() if entry[3][0] == kind]
-                    for position, answer in zip(members, self._draw([pending[p] for p in members], batch_size),
+                    for position, answer in zip(members, self._draw([pending[p] for p in members], sizer),
                                                 strict=True):
                         entry = pending[position]
                         try:
@@ -388,17 +397,35 @@ class SmoothedClassifier:
                             del pending[position]
                             bar.update()
 
-    def _draw(self, entries: list[list[Any]], batch_size: int) -> Sequence[Any]:
+    def _draw(self, entries: list[list[Any]], sizer: BatchSizer) -> list[Any]:
         """The answers to requests of one kind, ``entries`` of :meth:`_run` (``[x, stream, procedure, request]``),
-        drawn in shared forward passes of ``batch_size`` copies."""
-        xs, streams = [entry[0] for entry in entries], [entry[1] for entry in entries]
+        drawn in shared forward passes. The rows (each request's copies, in entry order) run in chunks whose batch
+        size ``sizer`` chooses and times; an entry split across chunks continues its own stream, so its answer is
+        the one a single pass would give."""
         kind, nums = entries[0][3][0], [entry[3][1] for entry in entries]
-        if kind == "counts":
-            return self.backend.counts(xs, nums, streams, batch_size)
-        if kind == "soft_sums":
-            return self.backend.soft_sums(xs, nums, streams, batch_size)
-        selected = np.array([entry[3][2] for entry in entries], dtype=np.int64)
-        return self.backend.soft_pairs(xs, nums, streams, batch_size, selected)
+        parts: list[list[Any]] = [[] for _ in entries]
+        segments = [(e, num) for e, num in enumerate(nums)]
+        while segments:
+            size = sizer.next_size()
+            chunk, segments = _take(segments, sizer.chunk_rows(size))
+            chosen = [entries[e] for e, _ in chunk]
+            xs, streams, counts = [c[0] for c in chosen], [c[1] for c in chosen], [m for _, m in chunk]
+            start = time.perf_counter()
+            if kind == "counts":
+                answers = self.backend.counts(xs, counts, streams, size)
+            elif kind == "soft_sums":
+                answers = self.backend.soft_sums(xs, counts, streams, size)
+            else:
+                selected = np.array([c[3][2] for c in chosen], dtype=np.int64)
+                answers = self.backend.soft_pairs(xs, counts, streams, size, selected)
+            sizer.record(size, sum(counts), time.perf_counter() - start)
+            if getattr(self.backend, "max_batch_size", None):  # the device ran out of memory above it
+                sizer.cap(self.backend.max_batch_size)
+            for (e, _), answer in zip(chunk, answers, strict=True):
+                parts[e].append(answer)
+        if kind == "soft_pairs":
+            return [part[0] if len(part) == 1 else np.concatenate(part) for part in parts]
+        return [part[0] if len(part) == 1 else np.sum(part, axis=0) for part in parts]
 
     def _enumerated(self, x: Any) -> int | None:
         """How many copies a deterministic randomization enumerates for inputs like ``x`` (None: a random one)."""
@@ -408,22 +435,44 @@ class SmoothedClassifier:
         """The radius certified by a lower bound ``p`` on the top class's probability (0 below 1/2)."""
         return self.noise.radius(p) if p >= 0.5 else 0.0
 
-    def _packs(
-        self, pairs: Iterable[tuple[Any, int | None]], per_input: int, progress: bool, desc: str
-    ) -> Iterator[list[tuple[Any, int | None]]]:
-        """Consecutive ``(prepared x, index)`` groups whose ``per_input`` copies each fill about one batch."""
-        total = len(pairs) if isinstance(pairs, Sequence) else None
-        pack: list[tuple[Any, int | None]] = []
-        size = None
-        for x, index in tqdm(pairs, total=total, desc=desc, disable=not progress, unit="ex"):
-            prepared = self.backend.prepare(x)
-            pack.append((prepared, check_seed("index", index)))
-            size = size or max(1, self.batch_size_for(prepared) // per_input)
-            if len(pack) == size:
-                yield pack
-                pack = []
-        if pack:
-            yield pack
+
+class _Fixed(BatchSizer):
+    """A batch size set by the user: every request runs whole, in batches of that size, untimed."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size, max_size=size)
+
+    def next_size(self) -> int:
+        return self.size
+
+    def chunk_rows(self, size: int) -> int:
+        return 1 << 62
+
+    def round_rows(self) -> int:
+        return self.size
+
+    def record(self, size: int, rows: int, seconds: float) -> None:
+        return None
+
+
+def _part_empty(rows: int, size: int, first: int) -> bool:
+    """Whether a round of ``rows`` in batches of ``size`` should take in another input (whose first request is
+    ``first`` rows): while more than 5% of its last batch would run empty, up to 16 batches."""
+    empty = -rows % size
+    return empty >= first or (20 * empty > rows + empty and rows < 16 * size)
+
+
+def _take(segments: list[tuple[int, int]], rows: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Split ``(entry, copies)`` segments after their first ``rows`` copies: ``(the first rows, the rest)``."""
+    chunk: list[tuple[int, int]] = []
+    for k, (entry, copies) in enumerate(segments):
+        if copies >= rows:
+            chunk.append((entry, rows))
+            rest = ([(entry, copies - rows)] if copies > rows else []) + segments[k + 1 :]
+            return chunk, rest
+        chunk.append((entry, copies))
+        rows -= copies
+    return chunk, []
 
 
 def _answer(

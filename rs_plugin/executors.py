@@ -41,9 +41,11 @@ class LocalExecutor:
         if not hasattr(task, "rows"):
             yield from (task(state, index) for index in indices)
             return
-        indices, size = list(indices), task.pack_size(state)
-        for start in range(0, len(indices), size):
+        indices, start = list(indices), 0
+        while start < len(indices):
+            size = task.pack_size(state)
             yield from task.rows(state, indices[start : start + size])
+            start += size
 
 
 @hookimpl

@@ -21,8 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import diagnostics, sequential
-from .calibration import best_batch_size
+from . import calibration, diagnostics, sequential
 from .checks import positive_int, probability, radii
 from .checks import seed as check_seed
 from .core import SMOOTHINGS, SmoothedClassifier
@@ -171,19 +170,20 @@ class DatasetTask:
             seed=self.seed, device=self.device or "auto",
         )
         if self.batch_size is None and len(dataset) and self.report:
-            size, rate = best_batch_size(smoothed.backend, smoothed.noise, smoothed.backend.prepare(dataset[0][0]))
-            print(f"rs-plugin: batch size {size}, the fastest measured ({rate:,.0f} noisy inputs/s; --batch-size "
-                  "sets it)", file=sys.stderr)
+            size = smoothed.batch_size_for(smoothed.backend.prepare(dataset[0][0]))
+            print(f"rs-plugin: batch size {size} to start with, then the fastest measured during the run "
+                  "(--batch-size sets it)", file=sys.stderr)
         return smoothed, dataset
 
     def __call__(self, state: tuple[SmoothedClassifier, Any], index: int) -> dict[str, Any]:
         return self.rows(state, [index])[0]
 
     def pack_size(self, state: tuple[SmoothedClassifier, Any]) -> int:
-        """How many examples :meth:`rows` should take at once to fill the forward passes."""
+        """How many examples :meth:`rows` should take at once to fill the forward passes: enough for two batches of
+        their first requests at the batch size in use now (the executor asks again before each group)."""
         smoothed, dataset = state
         per_input = self.n if self.mode == "predict" else min(self.n0, self.n)
-        return max(1, smoothed.batch_size_for(smoothed.backend.prepare(dataset[0][0])) // per_input)
+        return max(1, 2 * smoothed.batch_size_for(smoothed.backend.prepare(dataset[0][0])) // per_input)
 
     def rows(self, state: tuple[SmoothedClassifier, Any], indices: Sequence[int]) -> list[dict[str, Any]]:
         """The rows of the examples ``indices``, several sharing each forward pass: the rows of one example at a
@@ -191,11 +191,17 @@ class DatasetTask:
         smoothed, dataset = state
         examples = [dataset[i] for i in indices]
         xs, labels = [x for x, _ in examples], [int(label) for _, label in examples]
+        sizer = calibration.sizer_for(smoothed.backend, smoothed.backend.prepare(xs[0]))
+        moves = len(sizer.moves)
         start = time.perf_counter()
         with warnings.catch_warnings():  # run() gave the pre-flight warnings once, for the whole dataset
             warnings.simplefilter("ignore", diagnostics.PreflightWarning)
             predictions, certificates = self._answers(smoothed, xs, indices)
         seconds = (time.perf_counter() - start) / len(indices)
+        if self.report and self.batch_size is None:
+            for before, after, speedup in sizer.moves[moves:]:
+                why = f"{speedup:.2f}x as fast measured during the run" if speedup else "the device ran out of memory"
+                print(f"rs-plugin: batch size {before} -> {after}, {why}", file=sys.stderr)
         rows = []
         for k, (index, label, prediction) in enumerate(zip(indices, labels, predictions, strict=True)):
             row = {"idx": index, "label": label, "predict": prediction}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom, binomtest
 
-from rs_plugin.bounds import lower_confidence_bound, top_two_differ, upper_confidence_bound
+from rs_plugin.bounds import lower_confidence_bound, top_two_differ, two_sided_pvalue, upper_confidence_bound
 
 proportion_confint = pytest.importorskip("statsmodels.stats.proportion").proportion_confint
 
@@ -44,3 +44,16 @@ def test_lower_bound_is_tight_for_large_n() -> None:
 @pytest.mark.parametrize("alpha", [0.001, 0.05])
 def test_top_two_test_matches_scipy_binomtest(c1: int, c2: int, alpha: float) -> None:
     assert top_two_differ(c1, c2, alpha) == (binomtest(c1, c1 + c2, 0.5).pvalue <= alpha)
+
+
+def test_the_top_two_p_value_is_scipys_binomtest_on_every_split_of_small_n_and_on_random_large_ones() -> None:
+    """PREDICT's test computes scipy's exact two-sided p-value by symmetry: the same value on every split of every
+    n up to 60 and on random large counts, so the same decision at any level. A one-sided tail (the p-value
+    without the factor 2, a deliberately wrong test at twice the level) differs."""
+    rng = np.random.default_rng(0)
+    splits = [(c, n - c) for n in range(1, 61) for c in range(n + 1)]
+    splits += [(int(c), int(n - c)) for n in rng.integers(1000, 200_000, 40) for c in [rng.integers(0, n + 1)]]
+    ours = np.array([two_sided_pvalue(c1, c2) for c1, c2 in splits])
+    scipys = np.array([binomtest(c1, c1 + c2, 0.5).pvalue for c1, c2 in splits])
+    np.testing.assert_allclose(ours, scipys, rtol=1e-8, atol=1e-300)
+    assert not np.allclose(np.minimum(ours, 1.0) / 2, scipys, rtol=1e-3)

@@ -42,12 +42,18 @@ def digits_model_cached(noisy_digits_net):
     return noisy_digits_net
 
 
-def test_certify_reports_the_measured_batch_size_at_start(tmp_path, capsys, digits_model_cached) -> None:
-    code, _, err = cli(capsys, "predict", "--sigma", "0.25", "--n", "100", "--max-examples", "2", "--out",
-                       tmp_path / "p.tsv")
+def test_certify_reports_the_batch_size_it_starts_with_and_each_move(tmp_path, capsys, monkeypatch,
+                                                                    digits_model_cached) -> None:
+    from rs_plugin import calibration
+
+    monkeypatch.setattr(calibration, "MARGIN", -1.0)  # every trial wins: the size moves during the run
+    monkeypatch.setattr(calibration, "_SIZERS", {})
+    code, _, err = cli(capsys, "certify", "--sigma", "0.25", "--n0", "100", "--n", "3000", "--max-examples", "2",
+                       "--out", tmp_path / "c.tsv")
     assert code == 0
-    reported = r"rs-plugin: batch size \d+, the fastest measured \([\d,]+ noisy inputs/s; --batch-size sets it\)"
-    assert re.search(reported, err)
+    assert re.search(r"rs-plugin: batch size 256 to start with, then the fastest measured during the run "
+                     r"\(--batch-size sets it\)", err)
+    assert re.search(r"rs-plugin: batch size 256 -> (128|512), [\d.]+x as fast measured during the run", err)
 
 
 def test_certify_writes_the_papers_format_with_the_cores_answers(tmp_path, capsys, digits_model_cached, digits_test):
@@ -139,6 +145,26 @@ def test_a_model_given_as_file_and_function(tmp_path, capsys, digits_model_cache
     assert cli(capsys, "certify", *FAST, "--max-examples", "3", "--out", default)[0] == 0
     assert cli(capsys, "certify", *FAST, "--max-examples", "3", "--model", f"{module}:noisy", "--out", given)[0] == 0
     assert rows(given) == rows(default)
+
+
+@pytest.mark.parametrize(("flag", "mode", "recorded"), [(["--compile"], "default", True),
+                                                         (["--compile", "reduce-overhead"], "reduce-overhead",
+                                                          "reduce-overhead"), ([], None, False)])
+def test_compile_takes_an_optional_mode_that_reaches_torch_compile(tmp_path, capsys, monkeypatch,
+                                                                   digits_model_cached, flag, mode, recorded):
+    """``--compile`` alone is torch.compile's default mode and is recorded as before (True); ``--compile MODE`` passes
+    the mode on (reduce-overhead: CUDA graphs on a GPU). torch.compile is faked: nothing is compiled."""
+    import json
+
+    modes: list[str] = []
+    monkeypatch.setattr(torch, "compile", lambda function, **options: modes.append(options["mode"]) or function)
+    out = tmp_path / "compiled.tsv"
+    assert cli(capsys, "certify", *FAST, "--max-examples", "2", *flag, "--out", out)[0] == 0
+    assert set(modes) == ({mode} if mode else set()) and len(out.read_text().splitlines()) == 3  # (and at pre-flight)
+    assert json.loads((tmp_path / "compiled.tsv.settings.json").read_text())["settings"]["compile"] == recorded
+    with pytest.raises(SystemExit) as info:
+        main(["certify", *FAST, "--compile", "fastest", "--out", str(tmp_path / "x.tsv")])
+    assert info.value.code == 2 and "invalid choice: 'fastest'" in capsys.readouterr().err
 
 
 def fake_cifar10(root: Path, count: int) -> Path:

@@ -54,6 +54,30 @@ def test_a_torch_stream_yields_one_draw_of_its_generator_however_it_is_asked(fam
     assert torch.equal(pieces, whole[: sum(sizes)])
 
 
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 100])
+def test_the_torch_loop_computes_the_owners_of_the_plan_on_the_device(batch_size: int) -> None:
+    """The torch loop's ``owner`` (computed on the device from the rows' positions, no host copy per batch) is
+    :func:`rs_plugin.engine.owners` of each batch of the plan, examples without copies included; and the votes the
+    backend adds without ``bincount`` are ``bincount``'s."""
+    torch = pytest.importorskip("torch")
+    from rs_plugin.adapters.torch import TorchBackend, TorchStream
+    from rs_plugin.adapters.torch import noisy_batches as torch_batches
+    from rs_plugin.engine import owners
+
+    nums = [3, 0, 5, 1, 0, 4, 0]
+    xs = torch.rand(len(nums), 2)
+    got = [owner for _, owner in torch_batches(xs, nums, TorchStream(Gaussian(0.1), 0), batch_size)]
+    expected = [owners(segments) for segments in plan(nums, batch_size)]
+    assert len(got) == len(expected)
+    assert all(g.dtype == torch.int64 and np.array_equal(g.numpy(), e) for g, e in zip(got, expected, strict=True))
+    net = torch.nn.Linear(2, 3)
+    streams = [TorchStream(Gaussian(0.5), e) for e in range(len(nums))]
+    counts = TorchBackend(net, 3).counts(list(xs), nums, streams, batch_size)
+    streams = [TorchStream(Gaussian(0.5), e) for e in range(len(nums))]
+    votes = [owner * 3 + net(batch).argmax(1) for batch, owner in torch_batches(xs, nums, streams, batch_size)]
+    assert np.array_equal(counts, torch.bincount(torch.cat(votes), minlength=21).view(7, 3).numpy())
+
+
 class NumpyOnly(Noise):
     """A plugin noise that knows only numpy: a Gaussian drawn by its own code."""
 
@@ -230,18 +254,6 @@ def test_packed_predict_many_and_certify_many_equal_one_example_at_a_time(model:
         g.batch_size = batch_size
         packed = g.certify_many(xs, 100, 300, 0.01, progress=False)
         assert packed == [g.certify(x, 100, 300, 0.01, index=i) for i, x in enumerate(xs)]
-
-
-def test_the_calibrated_batch_size_is_measured_once_and_changes_no_result() -> None:
-    from rs_plugin import calibration
-
-    g = SmoothedClassifier(linear_bases("numpy"), 3, 0.5, seed=2)
-    x = np.array([0.1, 0.0, -0.1], dtype=np.float32)
-    auto = g.certify(x, 100, 5000, 0.001, index=3)
-    size, rate = calibration.best_batch_size(g.backend, g.noise, g.backend.prepare(x))
-    assert size in calibration.CANDIDATES and rate > 0 and g.batch_size_for(g.backend.prepare(x)) == size
-    g.batch_size = 50
-    assert g.certify(x, 100, 5000, 0.001, index=3) == auto
 
 
 @pytest.mark.parametrize("options", [{"target_radius": [0.1, 0.3]}, {"radius_tolerance": 0.05},

@@ -145,6 +145,21 @@ def test_bad_inputs_are_named() -> None:
         SmoothedModule(nn.Flatten(0), 0.25, num_noise=2)(torch.rand(2, 4))
 
 
+def test_a_base_with_converted_weights_takes_float32_inputs_and_float32_noise() -> None:
+    """A FastModel in bf16 weights takes x in float32: the noise is drawn and added in float32, each noisy copy
+    rounded once inside it; gradients reach x in float32."""
+    from rs_plugin.adapters.torch import FastModel
+
+    fast = FastModel(linear_base(), "bf16", autocast=False)
+    module = SmoothedModule(fast, 0.25, num_noise=8, seed=0)
+    x = torch.rand(3, 4, requires_grad=True)
+    out = module(x, noise_seed=1)
+    plain = SmoothedModule(linear_base(), 0.25, num_noise=8, seed=0)(x, noise_seed=1)
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), x)
+    assert out.dtype == grad.dtype == torch.float32 and torch.isfinite(grad).all()
+    assert torch.allclose(out, plain, atol=0.05)
+
+
 def test_loading_the_plugins_does_not_import_torch() -> None:
     code = (
         "import sys, rs_plugin.adapters.plugin_torch, rs_plugin.attacks; "

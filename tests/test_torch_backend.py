@@ -158,3 +158,179 @@ def test_cuda_certificates_do_not_depend_on_batch_size_and_bf16_runs() -> None:
     assert len({(c.count, c.selected) for c in certificates.values()}) == 1
     fast = SmoothedClassifier(FastModel(net, "bf16", channels_last=False), 3, 0.5, seed=1)
     assert fast.certify(x, 100, 5000, 0.01, index=2).selected == certificates[7].selected
+
+
+def recorded_inputs(model: nn.Module) -> list[torch.Tensor]:
+    """A list that receives a copy of every input ``model`` is called on."""
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    return seen
+
+
+def small_convnet() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval()
+
+
+def test_fp32_fast_model_certifies_exactly_what_the_plain_network_does(noisy_digits_net, digits_test) -> None:
+    from rs_plugin.adapters.torch import FastModel
+
+    plain = SmoothedClassifier(noisy_digits_net, 10, 0.25, seed=5, batch_size=300)
+    fast = SmoothedClassifier(FastModel(noisy_digits_net), 10, 0.25, seed=5, batch_size=300)
+    for index, image in enumerate(digits_test[0][:3]):
+        assert plain.certify(image, 100, 1000, 0.001, index=index) == fast.certify(image, 100, 1000, 0.001, index=index)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_converted_weights_get_the_float32_noisy_input_rounded_once(precision: str, channels_last: bool) -> None:
+    """``autocast=False``: the network runs in bf16/fp16 on a copy (the float32 network is left as it was); the
+    backend hands it exactly the float32 noisy batches of the loop rounded to its dtype, in its memory format."""
+    from rs_plugin.adapters.torch import PRECISIONS, FastModel, TorchStream, noisy_batches
+    from rs_plugin.noises import Gaussian
+
+    net, dtype = small_convnet(), PRECISIONS[precision]
+    fast = FastModel(net, precision, channels_last, autocast=False)
+    assert fast.input_dtype == dtype and {p.dtype for p in fast.parameters()} == {dtype}
+    assert {p.dtype for p in net.parameters()} == {torch.float32}
+    seen = recorded_inputs(fast.model[0])  # FastModel calls its network's forward: its first layer sees the input
+    x = torch.rand(1, 3, 6, 6)
+    backend = TorchBackend(fast, 3)
+    counts = backend.counts([x[0]], [250], [backend.stream(Gaussian(0.5), 7)], 100)
+    expected = [b.clone() for b, _ in noisy_batches(x, [250], TorchStream(Gaussian(0.5), 7), 100)]
+    assert [len(b) for b in seen] == [100, 100, 50] and counts.sum() == 250
+    assert all(torch.equal(s, e.to(dtype)) for s, e in zip(seen, expected, strict=True))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert all(s.dtype == dtype and s.is_contiguous(memory_format=layout) for s in seen)
+
+
+def test_converted_weights_certify_with_the_float32_labels_and_the_agreement_is_measured(noisy_digits_net,
+                                                                                          digits_test) -> None:
+    from rs_plugin.adapters.torch import FastModel, label_agreement
+    from rs_plugin.noises import Gaussian
+
+    x = digits_test[0][:4]
+    fast = FastModel(noisy_digits_net, "bf16", autocast=False)
+    assert label_agreement(noisy_digits_net, fast, x, Gaussian(0.25), 100) >= 0.95
+    plain = SmoothedClassifier(noisy_digits_net, 10, 0.25, seed=2, batch_size=500)
+    bf16 = SmoothedClassifier(fast, 10, 0.25, seed=2, batch_size=500)
+    for index, image in enumerate(x):
+        a, b = (g.certify(image, 100, 1000, 0.001, index=index) for g in (plain, bf16))
+        assert a.selected == b.selected and abs(a.count - b.count) <= 50, (a, b)
+
+
+def test_each_way_of_running_a_network_gets_its_own_measured_batch_size() -> None:
+    """The calibration's key (the backend's identity) tells apart the network and each FastModel of it: the fastest
+    batch size in bf16 or channels_last is not float32's."""
+    from rs_plugin.adapters.torch import FastModel
+
+    net = small_convnet()
+    models = [net, FastModel(net), FastModel(net, "bf16"), FastModel(net, "bf16", autocast=False),
+              FastModel(net, "fp16"), FastModel(net, channels_last=True)]
+    assert len({TorchBackend(model, 3).identity() for model in models}) == len(models)
+    assert TorchBackend(FastModel(net), 3).identity() == TorchBackend(FastModel(small_convnet()), 3).identity()
+
+
+def test_the_compile_mode_reaches_torch_compile(monkeypatch) -> None:
+    """``compile=True`` is torch.compile's default mode, a mode string is passed on (dynamic shapes either way); in
+    a CUDA-graph mode each call marks a step and the logits are copies. torch.compile is faked: no compilation."""
+    from rs_plugin.adapters.torch import FastModel
+
+    calls: list[dict] = []
+
+    def fake_compile(function, **options):
+        calls.append(options)
+        return function
+
+    steps: list[int] = []
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    net = linear_net([1.0, 0.0], 0.0)
+    assert FastModel(net, compile=True).compile_mode == "default"
+    fast = FastModel(net, compile="reduce-overhead")
+    assert calls == [{"dynamic": True, "mode": "default"}, {"dynamic": True, "mode": "reduce-overhead"}]
+    assert not FastModel(net).compiled and len(calls) == 2
+    cert = SmoothedClassifier(fast, 2, 0.5, seed=0, batch_size=100).certify(np.array([[0.6, 0.0]], np.float32),
+                                                                             100, 1000, 0.001)
+    assert cert.prediction == 1 and len(steps) == 11
+    with pytest.raises(ValueError, match="compile must be True, False or a mode"):
+        FastModel(net, compile="fastest")
+
+
+@pytest.mark.slow
+def test_compiled_in_reduce_overhead_mode_certifies_what_the_network_does(noisy_digits_net, digits_test) -> None:
+    """``compile="reduce-overhead"`` really compiled (inductor; on CPU no CUDA graph is recorded): the same
+    certificates as the network, up to the rare label that float rounding flips."""
+    from rs_plugin.adapters.torch import FastModel
+
+    eager = SmoothedClassifier(noisy_digits_net, 10, 0.25, seed=5, batch_size=300)
+    compiled = SmoothedClassifier(FastModel(noisy_digits_net, compile="reduce-overhead"), 10, 0.25, seed=5,
+                                  batch_size=300)
+    for index, image in enumerate(digits_test[0][:2]):
+        a, b = (g.certify(image, 100, 1000, 0.001, index=index) for g in (eager, compiled))
+        assert a.selected == b.selected and abs(a.count - b.count) <= 2, (a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_counts_wait_for_the_device_a_fixed_number_of_times_whatever_the_batches() -> None:
+    """No host synchronisation per batch: as many synchronising calls for 16 batches as for 2 (the counts read
+    back, the finiteness check), so the host queues the next batch while the device runs this one."""
+    import warnings
+
+    from rs_plugin.noises import Gaussian
+
+    net = small_convnet().cuda()
+    backend, x = TorchBackend(net, 3), torch.rand(3, 6, 6, device="cuda")
+
+    def syncs(batches: int) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                backend.counts([x], [batches * 64], [backend.stream(Gaussian(0.5), 0)], 64)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    syncs(1)
+    assert syncs(2) == syncs(16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("autocast", [True, False])
+def test_cuda_bf16_certifies_with_the_float32_labels_of_the_cpu(noisy_digits_net, digits_test, autocast) -> None:
+    import copy
+
+    from rs_plugin.adapters.torch import FastModel
+
+    cuda_net = copy.deepcopy(noisy_digits_net).cuda()
+    cpu = SmoothedClassifier(noisy_digits_net, 10, 0.25, seed=1, batch_size=1000)
+    bf16 = SmoothedClassifier(FastModel(cuda_net, "bf16", True, autocast=autocast), 10, 0.25, seed=1)
+    for index, image in enumerate(digits_test[0][:3]):
+        a, b = (g.certify(image, 100, 5000, 0.001, index=index) for g in (cpu, bf16))
+        assert a.selected == b.selected and abs(a.count - b.count) < 5 * np.sqrt(5000 * 0.25), (a, b)
+
+
+def test_a_batch_that_runs_out_of_device_memory_runs_in_halves_and_the_size_stays_below_it() -> None:
+    """A network that runs out of memory above 64 copies: the run goes on with the same noise (the same counts as
+    batches of 64), and the adaptive batch size is capped below what failed."""
+    from rs_plugin import SmoothedClassifier, calibration
+
+    class Small(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if len(x) > 64:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return self.linear(x)
+
+    torch.manual_seed(0)
+    net = Small()
+    x = np.array([0.2, -0.1, 0.4], dtype=np.float32)
+    auto = SmoothedClassifier(net, 4, 0.5, seed=3)
+    certificate = auto.certify(x, 100, 3000, 0.001)
+    assert certificate == SmoothedClassifier(net, 4, 0.5, seed=3, batch_size=64).certify(x, 100, 3000, 0.001)
+    sizer = calibration.sizer_for(auto.backend, auto.backend.prepare(x))
+    assert auto.backend.max_batch_size == 99 and sizer.max_size == 64 and sizer.size <= 64  # 100 (n0) failed

@@ -34,6 +34,13 @@ class TorchBackend:
     Noise is drawn on the model's device into one reused batch buffer, under ``torch.inference_mode`` and with the
     model in eval mode (its mode is restored afterwards); counts stay on the device until the end. ``device``
     (if given) moves the model there; ``"auto"`` means CUDA when available, else where the model is.
+
+    Nothing waits for the device between batches: owners come from the loop's device arithmetic, votes are added
+    with ``scatter_add_`` (``bincount`` on CUDA reads its input's maximum back to the host) and finiteness is
+    accumulated on the device, so the host is only waited for once per call, when the counts are read. A model
+    with an ``input_dtype`` attribute other than float32 (:class:`.precision.FastModel` with converted weights)
+    gets each float32 noisy batch rounded once into a second reused buffer of that dtype (in its
+    ``memory_format`` for 4-D inputs): the noise itself is never drawn or added in reduced precision.
     """
 
     def __init__(self, model: nn.Module, num_classes: int, device: Any = None) -> None:
@@ -45,6 +52,9 @@ class TorchBackend:
         self.num_classes = num_classes
         self.device = module_device(model)
         self._buffer: torch.Tensor | None = None
+        self._cast_buffer: torch.Tensor | None = None
+        self.max_batch_size: int | None = None
+        """Below the smallest batch that ran out of device memory (None: none has)."""
 
     def prepare(self, x: Any) -> torch.Tensor:
         real_input(x)
@@ -61,16 +71,20 @@ class TorchBackend:
         return TorchStream(noise, seed, self.device)
 
     def identity(self) -> tuple:
-        """The architecture (class, parameter names, shapes and dtypes) and the device: copies of a network, which
-        run as fast as it does, share one measured batch size."""
+        """The architecture (class, parameter names, shapes and dtypes), how it runs (a
+        :class:`.precision.FastModel`'s precision, autocast, memory format and compile mode) and the device: copies
+        of a network, which run as fast as it does, share one measured batch size."""
         layout = tuple((name, tuple(p.shape), str(p.dtype)) for name, p in self.model.named_parameters())
-        return (type(self.model).__module__, type(self.model).__qualname__, layout, str(self.device))
+        how = tuple(str(getattr(self.model, name, None)) for name in ("precision", "autocast", "memory_format",
+                                                                       "compile_mode"))
+        return (type(self.model).__module__, type(self.model).__qualname__, layout, how, str(self.device))
 
     def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
         k = self.num_classes
         counts = torch.zeros(len(xs) * k, dtype=torch.int64, device=self.device)
         for logits, owner in self._logits(xs, nums, streams, batch_size):
-            counts += torch.bincount(owner * k + logits.argmax(1), minlength=len(xs) * k)
+            votes = owner * k + logits.argmax(1)
+            counts.scatter_add_(0, votes, torch.ones_like(votes))
         return counts.view(len(xs), k).cpu().numpy()
 
     def soft_sums(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
@@ -100,9 +114,39 @@ class TorchBackend:
             finite = torch.ones((), dtype=torch.bool, device=self.device)
             for batch, owner in noisy_batches(stacked, nums, streams, batch_size, buffer=self._buffer):
                 self._buffer = batch if self._buffer is None or len(batch) > len(self._buffer) else self._buffer
-                logits = run_base(self.model, batch, (torch.OutOfMemoryError,))
+                logits = self._forward(self._in_model_dtype(batch))
                 check_scores(tuple(getattr(logits, "shape", ())), len(batch), k, tuple(stacked.shape[1:]))
                 finite &= torch.isfinite(logits).all()
                 yield logits, owner
             if not bool(finite):
                 raise diverged("logits", batch_size)
+
+    def _forward(self, batch: torch.Tensor) -> Any:
+        """The model's logits on ``batch``. When the device runs out of memory, the same batch (its noise already
+        drawn, so no stream moves) runs in two halves, and :attr:`max_batch_size` records that this size does not
+        fit (the batch sizer keeps below it): a batch size that is too large costs time, never the run."""
+        try:
+            return run_base(self.model, batch, (torch.OutOfMemoryError,))
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            if batch.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half, below = len(batch) // 2, len(batch) - 1
+            self.max_batch_size = min(self.max_batch_size or below, below)
+            return torch.cat([self._forward(batch[:half]), self._forward(batch[half:])])
+
+    def _in_model_dtype(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` (float32 noisy copies) as the model takes it: itself, or, for a model whose ``input_dtype`` is
+        another, rounded once into a reused buffer of that dtype and the model's ``memory_format`` (one copy does
+        both; the rounding is a deterministic function of the noisy input, so it is part of the base classifier)."""
+        dtype = getattr(self.model, "input_dtype", batch.dtype)
+        if dtype == batch.dtype:
+            return batch
+        layout = getattr(self.model, "memory_format", torch.contiguous_format) if batch.dim() == 4 else None
+        cast = self._cast_buffer
+        if cast is None or len(cast) < len(batch) or cast.shape[1:] != batch.shape[1:] or cast.dtype != dtype:
+            cast = torch.empty(batch.shape, dtype=dtype, device=batch.device,
+                               memory_format=layout or torch.contiguous_format)
+            self._cast_buffer = cast
+        return cast[: len(batch)].copy_(batch)

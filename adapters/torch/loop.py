@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from rs_plugin.engine import owners, plan, streams_per_input
+from rs_plugin.engine import plan, streams_per_input
 
 from .streams import TorchStream
 
@@ -61,6 +61,12 @@ def noisy_batches(
     before asking for the next. A randomization that is not additive (ablation,
     :attr:`rs_plugin.noises.Noise.additive`) writes ``xs[e]`` randomized instead (:meth:`TorchStream.randomize`); it
     has no gradient in ``xs``, so ``differentiable`` is refused (``ValueError``) when ``xs`` requires one.
+
+    Nothing in the loop waits for the device (for an additive noise with a device sampler): ``owner`` is computed
+    on the device from the rows' positions in the plan (one copy of the plan's boundaries per call, none per
+    batch), so on a GPU the host queues the next batch's noise while the device still runs the model on this one.
+    Noise is drawn and added in ``xs``'s dtype (float32 from the backend) whatever the model runs in: a network in
+    reduced precision gets each noisy copy rounded once, after the noise is added (:class:`.precision.FastModel`).
     """
     streams = streams_per_input(streams, len(xs))
     additive = not streams or streams[0].noise.additive
@@ -70,6 +76,8 @@ def noisy_batches(
     rows, shape = min(batch_size, sum(nums)), tuple(xs.shape[1:])
     if not differentiable and (buffer is None or len(buffer) < rows or tuple(buffer.shape[1:]) != shape):
         buffer = torch.empty((rows, *shape), dtype=xs.dtype, device=xs.device)
+    ends = torch.as_tensor(list(itertools.accumulate(nums)), dtype=torch.int64, device=xs.device)
+    first = 0  # the plan's row at which this batch starts
     for segments in plan(nums, batch_size):
         size = sum(count for _, count in segments)
         noise = torch.empty((size, *shape), dtype=xs.dtype, device=xs.device) if differentiable else buffer[:size]
@@ -84,5 +92,7 @@ def noisy_batches(
                 elif not differentiable:
                     noise[start : start + count].add_(xs[example])
                 start += count
-        owner = torch.as_tensor(owners(segments), device=xs.device)
+        # row r of the plan belongs to the first example e with r < ends[e]: rs_plugin.engine.owners, on the device
+        owner = torch.searchsorted(ends, torch.arange(first, first + size, device=xs.device), right=True)
+        first += size
         yield (xs[owner] + noise if differentiable and additive else noise), owner

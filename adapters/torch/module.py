@@ -20,6 +20,7 @@ from rs_plugin.seeding import fresh_entropy, stream_seed
 from .backend import TorchBackend, check_logits
 from .checks import check_batch
 from .loop import noisy_batches, num_logits
+from .precision import FastModel
 from .streams import TorchStream
 
 
@@ -99,7 +100,9 @@ class SmoothedModule(nn.Module):
         ``num_noise`` draws: fresh ones, or those of ``noise_seed`` (the same seed gives every input of the same
         position the same noise, e.g. to evaluate PGD's iterates on one sample of noise)."""
         check_batch("x", x)
-        dtype = next((p.dtype for p in self.base.parameters() if p.is_floating_point()), x.dtype)
+        # a FastModel takes float32 (noise is never drawn in reduced precision) whatever its weights' dtype
+        dtype = torch.float32 if isinstance(self.base, FastModel) else next(
+            (p.dtype for p in self.base.parameters() if p.is_floating_point()), x.dtype)
         if x.dtype != dtype:
             raise TypeError(f"x must have the base's dtype {dtype}, got {x.dtype}; convert it with x.to({dtype})")
         seed = self.next_noise_seed() if noise_seed is None else check_seed("noise_seed", noise_seed)

@@ -1,0 +1,224 @@
+"""Certification throughput on realistic networks and inputs, against the forward-pass limit and ART, side by side.
+
+The paper's CIFAR-10 ResNet-20 and ResNet-110 on 3x32x32 inputs and torchvision's ResNet-50 on 3x224x224,
+random weights (``torch.manual_seed(0)``), CPU. For each network:
+
+- the forward-pass limit: the bare network's best samples/s on pre-made noisy batches, swept over batch sizes
+  from 1 up (capped per network so that one batch's activations stay small; the best size of a large network on
+  a CPU can be well below 32);
+- rs-plugin's CERTIFY (one input, ``SmoothedClassifier(model, num_classes, 0.25, seed=0).certify(x, n0, n,
+  0.001)``) with its default settings: the batch size is chosen by rs-plugin itself;
+- ART's ``PyTorchRandomizedSmoothing.certify`` at its default batch size and at the sweep's best one.
+
+Repetitions are interleaved so that machine noise hits all alike; each ratio is the median of per-repetition
+ratios. n is per network (CPU-sized; ``--n-resnet50`` and the like), ``--quick`` is a smoke run.
+
+    python benchmarks/resnets.py [--networks resnet20 resnet110 resnet50] [--repeats 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from rs_plugin import SmoothedClassifier
+from rs_plugin.adapters.models import architecture, get_architecture
+
+SIGMA, ALPHA = 0.25, 0.001
+SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Batch sizes of the forward-pass sweep, each capped by the network's ``max_batch``."""
+LIMIT, RS_PLUGIN = "forward limit", "rs-plugin certify"
+ART_DEFAULT, ART_BEST = "ART certify (default batch)", "ART certify (best batch)"
+
+
+@dataclass(frozen=True)
+class Network:
+    """One benchmarked network: the architecture's name in :mod:`rs_plugin.adapters.models`, its input shape,
+    the default n and n0 of CERTIFY (CPU-sized), and the largest batch of the sweep."""
+
+    arch: str
+    shape: tuple[int, int, int]
+    n: int
+    n0: int
+    max_batch: int
+
+
+NETWORKS = {
+    "resnet20": Network("cifar_resnet20", (3, 32, 32), n=4000, n0=100, max_batch=256),
+    "resnet110": Network("cifar_resnet110", (3, 32, 32), n=1000, n0=100, max_batch=256),
+    "resnet50": Network("resnet50", (3, 224, 224), n=128, n0=16, max_batch=64),
+}
+
+
+def build(network: Network) -> tuple[nn.Module, int]:
+    """The network with random weights drawn after ``torch.manual_seed(0)`` (so always the same), in eval mode,
+    normalisation layer in front; and its number of classes."""
+    torch.manual_seed(0)
+    classes = architecture(network.arch).num_classes
+    assert classes is not None, f"{network.arch} is not a classifier"
+    return get_architecture(network.arch).eval(), classes
+
+
+def noisy_batch(x: np.ndarray, batch: int) -> torch.Tensor:
+    """``batch`` Gaussian noisy copies (sigma :data:`SIGMA`) of ``x``, made once, before any timing."""
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.from_numpy(x)[None].expand(batch, *x.shape)
+    return clean + SIGMA * torch.randn(batch, *x.shape, generator=generator)
+
+
+def forward_rate(model: nn.Module, noisy: torch.Tensor, *, samples: int = 0, seconds: float = 0.0) -> float:
+    """Samples/s of the bare network (forward pass and argmax) on the pre-made batch ``noisy``, after one untimed
+    pass: the timed passes cover at least ``samples`` samples and ``seconds`` seconds, and are at least one."""
+    batch = len(noisy)
+    with torch.inference_mode():
+        model(noisy).argmax(1)
+        done, start = 0, time.perf_counter()
+        while True:
+            model(noisy).argmax(1)
+            done += batch
+            spent = time.perf_counter() - start
+            if done >= samples and spent >= seconds:
+                return done / spent
+
+
+def sweep_rates(model: nn.Module, x: np.ndarray, sizes: Sequence[int], seconds: float) -> dict[int, float]:
+    """The forward-pass rate (:func:`forward_rate`, about ``seconds`` each) at every batch size of ``sizes``."""
+    return {size: forward_rate(model, noisy_batch(x, size), seconds=seconds) for size in sizes}
+
+
+def timed(run: Callable[[], object], samples: int) -> float:
+    """Samples/s of one call of ``run`` that evaluates ``samples`` noisy copies."""
+    start = time.perf_counter()
+    run()
+    return samples / (time.perf_counter() - start)
+
+
+def art_certify(
+    model: nn.Module, classes: int, x: np.ndarray, n0: int, n: int, batch: int | None
+) -> Callable[[], object]:
+    """ART's ``PyTorchRandomizedSmoothing.certify`` of ``x`` with n0 selection and n estimation samples, ready to
+    call: at ART's default batch size when ``batch`` is None."""
+    from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+
+    classifier = PyTorchRandomizedSmoothing(
+        model, nn.CrossEntropyLoss(), x.shape, classes, clip_values=(0, 1), device_type="cpu",
+        sample_size=n0, scale=SIGMA, alpha=ALPHA,
+    )  # fmt: skip
+    options = {} if batch is None else {"batch_size": batch}
+    return lambda: classifier.certify(x[None], n=n, **options)
+
+
+def rs_plugin_batch(g: SmoothedClassifier, x: np.ndarray) -> str:
+    """What rs-plugin says about the batch size it uses for ``x`` (after a certification), as far as this version
+    of it offers: its ``batch_report`` (called with ``x`` where it takes an input) where it has one, otherwise
+    ``batch_size_for``."""
+    if hasattr(g, "batch_report"):
+        report = g.batch_report
+        required = [p for p in inspect.signature(report).parameters.values() if p.default is p.empty]
+        return str(report(x) if required else report())
+    if hasattr(g, "batch_size_for"):
+        return f"batch size {g.batch_size_for(g.backend.prepare(x))}"
+    return "no batch size reported"
+
+
+@dataclass
+class Comparison:
+    """One network's measurements: the sweep (batch size to samples/s), the best size, what rs-plugin said about
+    its batch size, and each run's samples/s per repetition (the same repetitions for all runs)."""
+
+    name: str
+    parameters: int
+    n0: int
+    n: int
+    sweep: dict[int, float]
+    best: int
+    rs_plugin_batch: str
+    rates: dict[str, list[float]] = field(default_factory=dict)
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        """The median over repetitions of ``numerator``'s samples/s divided by ``denominator``'s."""
+        pairs = zip(self.rates[numerator], self.rates[denominator], strict=True)
+        return statistics.median(a / b for a, b in pairs)
+
+    def table(self) -> str:
+        """The network's report: parameters, sweep, best batch, limit, each run's samples/s, and the ratios
+        rs-plugin/limit, ART default/limit, ART best/limit, rs-plugin/ART best."""
+        repeats = len(self.rates[LIMIT])
+        lines = [
+            f"{self.name}: {self.parameters:,} parameters; CERTIFY n0={self.n0} n={self.n}",
+            "  forward passes alone, samples/s by batch size: "
+            + ", ".join(f"{b}: {r:,.1f}" for b, r in self.sweep.items()),
+            f"  best batch size {self.best}; rs-plugin: {self.rs_plugin_batch}",
+            f"  {'':32}{'samples/s':>12}  (medians of {repeats} repetitions)",
+        ]
+        lines += [f"  {name:32}{statistics.median(values):12,.1f}" for name, values in self.rates.items()]
+        ratios = {
+            "rs-plugin / limit": (RS_PLUGIN, LIMIT),
+            "ART default / limit": (ART_DEFAULT, LIMIT),
+            "ART best / limit": (ART_BEST, LIMIT),
+            "rs-plugin / ART best": (RS_PLUGIN, ART_BEST),
+        }
+        lines += [f"  ratio {label:26}{self.ratio(*pair):12.3f}" for label, pair in ratios.items()]
+        return "\n".join(lines)
+
+
+def compare(name: str, n0: int, n: int, repeats: int, sweep: Sequence[int] = SWEEP, seconds: float = 1.0) -> Comparison:
+    """Measures network ``name`` (a key of :data:`NETWORKS`): the forward-pass sweep over the sizes of ``sweep``
+    up to the network's ``max_batch`` (about ``seconds`` each), then one warm-up and ``repeats`` interleaved
+    repetitions of the limit (at the best size, over n samples), rs-plugin's CERTIFY at default settings and
+    ART's CERTIFY at its default and at the best batch size, on one fixed random input in [0, 1]."""
+    network = NETWORKS[name]
+    model, classes = build(network)
+    x = np.random.default_rng(0).random(network.shape, dtype=np.float32)
+    rates = sweep_rates(model, x, [size for size in sweep if size <= network.max_batch], seconds)
+    best = max(rates, key=rates.__getitem__)
+    limit_batch = noisy_batch(x, best)
+    g = SmoothedClassifier(model, classes, SIGMA, seed=0)  # one per network: the batch size found is kept per process
+    runs = {
+        LIMIT: lambda: forward_rate(model, limit_batch, samples=n),
+        RS_PLUGIN: lambda: timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n),
+        ART_DEFAULT: lambda: timed(art_certify(model, classes, x, n0, n, None), n0 + n),
+        ART_BEST: lambda: timed(art_certify(model, classes, x, n0, n, best), n0 + n),
+    }
+    for run in runs.values():  # warm-up (rs-plugin chooses its batch size here)
+        run()
+    comparison = Comparison(
+        name, sum(p.numel() for p in model.parameters()), n0, n, rates, best, rs_plugin_batch(g, x),
+        {run: [] for run in runs},
+    )  # fmt: skip
+    for _ in range(repeats):
+        for run_name, run in runs.items():
+            comparison.rates[run_name].append(run())
+    return comparison
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per batch size of the sweep")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: n=32 (16 for resnet50), n0=8, 1 repeat")
+    for name, network in NETWORKS.items():
+        parser.add_argument(f"--n-{name}", type=int, default=network.n, help=f"CERTIFY's n (default {network.n})")
+        parser.add_argument(f"--n0-{name}", type=int, default=network.n0, help=f"CERTIFY's n0 (default {network.n0})")
+    args = parser.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; sigma {SIGMA}, alpha {ALPHA}")
+    for name in args.networks:
+        n, n0 = getattr(args, f"n_{name}"), getattr(args, f"n0_{name}")
+        if args.quick:
+            n, n0 = (16 if name == "resnet50" else 32), 8
+        repeats, seconds = (1, 0.1) if args.quick else (args.repeats, args.seconds)
+        print("\n" + compare(name, n0, n, repeats, seconds=seconds).table(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

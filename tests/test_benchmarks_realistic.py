@@ -1,0 +1,71 @@
+"""benchmarks/resnets.py and benchmarks/memory.py at their smallest sizes, with the scripts' own functions: the
+side-by-side comparison on a real ResNet reports every ratio, and one rs-plugin certification's peak memory does
+not grow with n while ART's does."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+pytest.importorskip("art")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+try:
+    import memory
+    import resnets
+finally:
+    sys.path.remove(str(BENCHMARKS))
+
+RATIOS = ("rs-plugin / limit", "ART default / limit", "ART best / limit", "rs-plugin / ART best")
+
+
+def test_resnet20_side_by_side_reports_the_sweep_and_every_ratio() -> None:
+    """ResNet-20 on 3x32x32 with n = 16: the sweep covers the sizes asked for, the best size is one of them, and
+    the table has the parameters, the sweep and the four ratios, each a positive finite number."""
+    comparison = resnets.compare("resnet20", n0=8, n=16, repeats=1, sweep=(1, 8, 1024), seconds=0.0)
+    assert list(comparison.sweep) == [1, 8]  # 1024 is above ResNet-20's cap
+    assert comparison.best in (1, 8)
+    assert all(len(rates) == 1 and rates[0] > 0 for rates in comparison.rates.values())
+    table = comparison.table()
+    assert "resnet20: 272,474 parameters" in table
+    assert re.search(r"by batch size: 1: [\d,.]+, 8: [\d,.]+", table)
+    for label in RATIOS:
+        found = re.search(rf"ratio {re.escape(label)}\s+([\d.]+)$", table, re.MULTILINE)
+        assert found and 0 < float(found.group(1)) < math.inf, (label, table)
+
+
+def test_rs_plugin_certification_memory_does_not_grow_with_n() -> None:
+    """In a fresh process, a certification with 4 times the samples (256 against 64, 3x64x64 inputs, batch 16)
+    adds no more to rs-plugin's peak resident memory, and neither adds 8 MB (192 noisy copies alone would take
+    9 MB; ART holds them all, in float64 and float32: over 40 MB)."""
+    peaks = memory.measure(memory.Job("rs-plugin", "stand-in", (3, 64, 64), (64, 256), batch=16))
+    assert peaks.added(1) - peaks.added(0) < 8, peaks
+    assert peaks.added(1) < 8, peaks
+
+
+@pytest.mark.slow
+def test_art_certification_memory_grows_with_n() -> None:
+    """The same measurement sees ART's growth: 768 more samples of 3x64x64 add at least 100 MB (all noisy copies
+    are drawn at once), and the growth per 1,000 samples is computed from it."""
+    job = memory.Job("ART", "stand-in", (3, 64, 64), (256, 1024), batch=16)
+    peaks = memory.measure(job)
+    assert peaks.added(1) - peaks.added(0) > 100, peaks
+    slope, at_4096 = memory.art_growth([(256, peaks.added(0)), (1024, peaks.added(1))], 4096)
+    assert slope > 100 and at_4096 > peaks.added(1) + 3 * 100
+
+
+def test_the_memory_table_has_a_row_per_job() -> None:
+    """A row gives the framework, network, input, batch, n and the memory added; the header names the columns."""
+    job = memory.Job("ART", "stand-in", (3, 224, 224), (250,), batch=32)
+    peaks = memory.Peaks(500.0, 600.0, [600.0], [1350.0], None, None, "VmHWM")
+    line = memory.row(job, peaks)
+    assert line.split() == ["ART", "stand-in", "3x224x224", "32", "250", "750.0", "1350"]
+    assert memory.header(gpu=False).split()[-4:] == ["added", "MB", "peak", "MB"]
+    assert memory.art_growth([(250, 700.0), (1000, 2950.0)], 100_000) == (3000.0, 2950.0 + 3000.0 * 99)

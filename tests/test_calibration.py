@@ -1,0 +1,151 @@
+"""The batch size adapts during a run to what measures fastest, whatever the load, and never changes a result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from rs_plugin import SmoothedClassifier, calibration
+from rs_plugin.calibration import BatchSizer
+
+golden = pytest.importorskip("golden_certificates")
+
+
+def drive(sizer: BatchSizer, rate: Callable[[int, float], float], seconds: float) -> float:
+    """Run a simulated job for ``seconds``: each chunk at the size the sizer asks for takes ``rows / rate(size,
+    t)``. Returns the rows done per second."""
+    t = rows = 0.0
+    while t < seconds:
+        size = sizer.next_size()
+        chunk = sizer.chunk_rows(size)
+        spent = chunk / rate(size, t)
+        sizer.record(size, chunk, spent)
+        t, rows = t + spent, rows + chunk
+    return rows / t
+
+
+def cost_model(best: int, peak: float, rng: np.random.Generator, jitter: float = 0.1) -> Callable[[int, float], float]:
+    """Copies per second at each size, with a single peak at ``best`` (per-batch overhead below it, cache misses
+    above it, as on a CPU), each timing off by up to ``jitter``."""
+
+    def rate(size: int, t: float) -> float:
+        return peak / (1 + 0.6 * abs(np.log2(size / best))) * (1 + jitter * rng.uniform(-1, 1))
+
+    return rate
+
+
+@pytest.mark.parametrize("start, best", [(256, 64), (4, 512), (32, 8), (256, 4096)])
+def test_the_sizer_finds_the_fastest_size_from_any_start_at_little_cost(start: int, best: int) -> None:
+    rng = np.random.default_rng(start + best)
+    sizer = BatchSizer(start)
+    speed = drive(sizer, cost_model(best, 10_000.0, rng), 600.0)
+    assert sizer.size == best
+    assert speed > 0.95 * 10_000 and sizer.trial_rows / sizer.rows < 0.05
+
+
+def test_the_sizer_is_not_fooled_by_a_load_that_comes_and_goes() -> None:
+    """Another process takes two thirds of the machine for 25 s of every minute: each trial is compared with the
+    chunks just before and after it, so the size stays at the fastest."""
+    quiet = cost_model(64, 10_000.0, np.random.default_rng(1), jitter=0.05)
+    sizer = BatchSizer(64)
+    drive(sizer, lambda size, t: quiet(size, t) / (3.0 if t % 60 < 25 else 1.0), 600.0)
+    assert sizer.size == 64 and len(sizer.moves) <= 2
+
+
+def test_a_load_that_starts_during_the_first_measurements_does_not_decide() -> None:
+    """Another process starts one second in and stays: measuring once at start-up (the deliberately wrong way,
+    each size once from the smallest) picks a size timed before the load began; the sizer still finds 256."""
+    quiet = cost_model(256, 10_000.0, np.random.default_rng(2), jitter=0.05)
+
+    def loaded(size: int, t: float) -> float:
+        return quiet(size, t) / (3.0 if t > 1.0 else 1.0)
+
+    sizer = BatchSizer(16)
+    drive(sizer, loaded, 300.0)
+    assert sizer.size == 256
+    t, once = 0.0, {}
+    for size in (16, 32, 64, 128, 256, 512):
+        once[size] = loaded(size, t)
+        t += 0.4
+    assert max(once, key=once.get) != 256
+
+
+def test_no_larger_batch_is_tried_once_one_batch_is_slow_or_too_big_for_memory() -> None:
+    def rate(size: int, t: float) -> float:  # always a little faster when larger, but 4 copies a second
+        return 4.0 * (1 + 0.1 * np.log2(size))
+
+    sizer = BatchSizer(1)
+    drive(sizer, rate, 3600.0)
+    assert sizer.size <= 4 and max(sizer.rates) <= 4  # a batch of 2-4 already takes over 0.5 s
+    big = BatchSizer.for_input((3, 224, 224))
+    assert big.size == 4 and big.max_size == 1024 and BatchSizer.for_input((1, 28, 28)).size == 256
+    assert BatchSizer.for_input((3, 2048, 2048)).size == 1  # a 50 MB input starts one at a time
+
+
+def test_the_report_says_what_was_chosen_and_why() -> None:
+    sizer = BatchSizer(256)
+    assert "nothing measured" in sizer.report()
+    drive(sizer, cost_model(64, 10_000.0, np.random.default_rng(3)), 120.0)
+    text = sizer.report()
+    assert text.startswith("batch size 64,") and "128:" in text and "on trial" in text
+
+
+@pytest.fixture
+def restless(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sizer that moves at every trial and measures one batch at a time: as many batch sizes within a run as
+    there can be."""
+    monkeypatch.setattr(calibration, "MARGIN", -1.0)
+    monkeypatch.setattr(calibration, "CHUNK_SECONDS", 0.0)
+    monkeypatch.setattr(calibration, "_SIZERS", {})
+
+
+@pytest.mark.parametrize("case", [c for c in golden.cases() if "target_radius" not in c[3]
+                                  and "radius_tolerance" not in c[3] and c[0] == "torch" and c[3]["n"] >= 500][:4],
+                         ids=lambda case: golden.key(*case))
+def test_certificates_do_not_change_when_the_batch_size_moves_during_the_run(case: tuple, restless: None) -> None:
+    import json
+
+    pytest.importorskip("torch")
+    expected = json.loads(golden.TABLE.read_text())[golden.key(*case)]
+    assert golden.compute(*case, batch_size=None) == expected
+    assert any(sizer.moves for sizer in calibration._SIZERS.values())
+
+
+@pytest.mark.parametrize("options", [{}, {"target_radius": [0.1, 0.3]}, {"smoothing": "soft"}])
+def test_answers_with_a_moving_batch_size_equal_those_of_a_fixed_one(options: dict, restless: None) -> None:
+    weight = np.array([[1.0, -2.0, 0.5], [-1.0, 2.0, -0.5], [0.2, 0.1, -0.3]], dtype=np.float32)
+    xs = np.random.default_rng(0).uniform(-0.3, 0.3, size=(9, 3)).astype(np.float32)
+    moving = SmoothedClassifier(lambda b: b @ weight.T, 3, 0.5, seed=1)
+    fixed = SmoothedClassifier(lambda b: b @ weight.T, 3, 0.5, seed=1, batch_size=100)
+    assert moving.certify_many(xs, 100, 5000, 0.01, progress=False, **options) == fixed.certify_many(
+        xs, 100, 5000, 0.01, progress=False, **options)
+    assert moving.predict_many(xs, 300, 0.01, progress=False).tolist() == fixed.predict_many(
+        xs, 300, 0.01, progress=False).tolist()
+    sizer = calibration.sizer_for(moving.backend, moving.backend.prepare(xs[0]))
+    assert len(sizer.moves) >= 2 and len(sizer.rates) >= 3  # the size did move during the runs
+
+
+def test_the_one_off_measurement_tries_sizes_below_the_start_when_they_are_faster() -> None:
+    class Backend:  # copies per second peak at a batch of 8; a batch of 256 takes 0.08 s
+        calls = 0
+
+        def identity(self) -> tuple:
+            return ("fake",)
+
+        def stream(self, noise, seed):
+            return None
+
+        def counts(self, xs, nums, streams, batch_size):
+            Backend.calls += 1
+            import time
+
+            time.sleep(batch_size / (13_000.0 / (1 + 0.6 * abs(np.log2(batch_size / 8)))))
+            return np.zeros((1, 2))
+
+    x = np.zeros((1, 28, 28), dtype=np.float32)
+    size, rate = calibration.best_batch_size(Backend(), None, x, budget=5.0)
+    assert size == 8 and rate > 10_000
+    calls = Backend.calls
+    assert calibration.best_batch_size(Backend(), None, x) == (size, rate) and Backend.calls == calls
