@@ -147,7 +147,7 @@ def timing(num_examples: int, n: int, repeats: int) -> None:
     model = digits_model(SIGMA)
     warnings.simplefilter("ignore", PreflightWarning)  # target 1.0 is out of reach at n = 100,000: by design
 
-    def run(options: dict[str, Any], together: bool) -> tuple[float, np.ndarray]:
+    def run(options: dict[str, Any], together: bool) -> tuple[float, np.ndarray, int]:
         g = SmoothedClassifier(model, 10, SIGMA, seed=SEED)
         start = time.perf_counter()
         if together:
@@ -156,15 +156,15 @@ def timing(num_examples: int, n: int, repeats: int) -> None:
             certs = [g.certify(xi, N0, n, ALPHA, index=i, **options) for i, xi in enumerate(x)]
         seconds = time.perf_counter() - start
         correct = np.array([c.prediction for c in certs]) == y
-        return seconds, np.where(correct, [c.radius for c in certs], 0.0)
+        return seconds, np.where(correct, [c.radius for c in certs], 0.0), sum(c.num_samples for c in certs)
 
     sequential = dict(target_radius=RADII)
     run(sequential, True)  # warm-up: the batch size settles
     runs = {(mode, together): [] for mode in ("fixed n", "sequential") for together in (True, False)}
-    tables = {}
+    tables, samples = {}, {}
     for _ in range(repeats):
         for (mode, together), seconds in runs.items():
-            took, radii = run({} if mode == "fixed n" else sequential, together)
+            took, radii, samples[mode] = run({} if mode == "fixed n" else sequential, together)
             seconds.append(took)
             tables[mode] = [int(np.sum(radii >= r)) for r in RADII]
     print(f"\n3. time side by side: digits CNN (sigma={SIGMA}), {num_examples} test digits, n0={N0}, n={n}, "
@@ -174,6 +174,8 @@ def timing(num_examples: int, n: int, repeats: int) -> None:
         seq = statistics.median(runs[("sequential", together)])
         how = "certify_many (over the dataset)" if together else "certify, one input at a time"
         print(f"   {how:34} fixed n {fixed:7.1f} s, sequential {seq:6.1f} s: {fixed / seq:5.1f}x less time")
+    print(f"   samples: fixed n {samples['fixed n']:,}, sequential {samples['sequential']:,} "
+          f"({samples['fixed n'] / samples['sequential']:.1f}x fewer)")
     for mode, table in tables.items():
         print(f"   certified at {', '.join(map(str, RADII))}: {mode} {table}")
 

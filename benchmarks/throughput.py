@@ -1,7 +1,8 @@
 """Certification throughput against the real forward-pass limit and ART, measured side by side.
 
 Small CNNs on 1x28x28 inputs, CPU. The forward-pass limit is the best throughput of the bare network over
-pre-made noisy batches, swept over batch sizes (the best size differs per network, input and machine).
+pre-made noisy batches, swept over batch sizes (the best size differs per network, input and machine); in each
+repetition it is the best of the sweep's three fastest sizes, measured again.
 CERTIFY (one input, n0 = 100, n = 20,000) and PREDICT over many inputs (n = 100: a few hundred copies per
 input, so packing several inputs per forward pass matters) run with rs-plugin's default settings (the batch
 size adapted during the run, after a warm-up run), as fractions of that limit; ART's
@@ -80,6 +81,7 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
     xs = rng.random((predict_inputs, *SHAPE), dtype=np.float32)
     sweep = {size: forward_rate(model, torch.from_numpy(x), size) for size in SWEEP}
     best = max(sweep, key=sweep.get)
+    top = sorted(sweep, key=sweep.get)[-3:]  # one short sweep is noisy: the limit re-measures its three best sizes
     g = SmoothedClassifier(model, 10, SIGMA, seed=0)
     if disturb:  # another CPU-bound process during the first run, while the batch size is first measured
         busy = subprocess.Popen([sys.executable, "-c", f"import time\nend = time.time() + {disturb}\n"
@@ -87,7 +89,7 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
         g.certify(x, n0, n, 0.001)
         busy.wait()
     runs = {
-        "forward limit": lambda: forward_rate(model, torch.from_numpy(x), best),
+        "forward limit": lambda: max(forward_rate(model, torch.from_numpy(x), size) for size in top),
         "rs-plugin certify": lambda: timed(lambda: g.certify(x, n0, n, 0.001), n0 + n),
         "rs-plugin predict_many n=100": lambda: timed(
             lambda: g.predict_many(xs, 100, 0.001, progress=False), 100 * predict_inputs
@@ -103,7 +105,8 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
             rates[name].append(run())
     print(f"\nCNN of width {width}: {sum(p.numel() for p in model.parameters()):,} parameters")
     print("  forward passes alone, samples/s by batch size: " + ", ".join(f"{b}: {r:,.0f}" for b, r in sweep.items()))
-    print(f"  best batch size {best}; rs-plugin: {g.batch_report(x)}")
+    print(f"  best batch size {best} (the limit: the best of {', '.join(map(str, sorted(top)))} in each "
+          f"repetition); rs-plugin: {g.batch_report(x)}")
     print(f"  {'':32}{'samples/s':>12}{'of limit':>10}  (median of {repeats} per-repetition ratios)")
     for name, values in rates.items():
         ratio = statistics.median(v / limit for v, limit in zip(values, rates["forward limit"], strict=True))

@@ -4,9 +4,10 @@ The fastest size depends on the network, the input, the device and how busy the 
 during a run of hours, so it is never decided once at start-up. A :class:`BatchSizer` times the run's own work in
 chunks of a fraction of a second and now and then runs one chunk at twice or half the size, comparing it with the
 chunks at the current size just before and after it (so a load that comes and goes hits both alike); it moves when
-the other size is faster. Every row it times is a row the run needed, so measuring costs only the few chunks run
-at a slower size (the trials grow rarer while the current size keeps winning). Results never depend on the batch
-size: each example's noise comes from its own stream (:mod:`rs_plugin.engine`).
+the other size is faster twice in a row. Every row it times is a row the run needed, so measuring costs only the few
+chunks run at a slower size: the trials grow rarer while the current size keeps winning, and wait while the losing
+ones have cost more than 2% of the time. Results never depend on the batch size: each example's noise comes from
+its own stream (:mod:`rs_plugin.engine`).
 
 :func:`best_batch_size` is the one-off measurement for callers that run no long loop of their own (training's
 smoothed forward pass): the same candidate sizes, measured on a throwaway stream, a bounded cost.
@@ -23,7 +24,7 @@ from typing import Any
 MAX_SIZE = 4096
 """The largest batch size tried."""
 
-START_BYTES = 4 << 20
+START_BYTES = 1 << 20
 """A run starts at the power of two whose batch of float32 inputs takes about this much memory (at most 256)."""
 
 MAX_BATCH_BYTES = 1 << 30
@@ -45,6 +46,9 @@ MAX_PATIENCE = 64
 BACK_PATIENCE = 8
 """After a move, the chunks that pass before the size it left is tried again."""
 
+COST_SHARE = 0.02
+"""No trial starts while the trials that lost have cost more than this share of the time measured so far."""
+
 
 def start_size(input_shape: tuple[int, ...]) -> int:
     """The size a run starts at for inputs of ``input_shape``: about :data:`START_BYTES` of float32 inputs, a power
@@ -60,8 +64,9 @@ class BatchSizer:
 
     Use: ask :meth:`next_size` for a chunk's batch size and :meth:`chunk_rows` for its rows, run them, and
     :meth:`record` how long they took. Guarantee: the size only moves to a neighbour (twice or half) that ran
-    faster, by :data:`MARGIN`, than the current size in the chunks just before and after it; it stays between 1 and
-    :attr:`max_size`.
+    faster, by :data:`MARGIN`, than the current size in the chunks just before and after it, in two trials in a row;
+    it stays between 1 and :attr:`max_size`; and no trial starts while the losing trials have cost more than
+    :data:`COST_SHARE` of the time (what they took beyond what the current size would have).
     """
 
     size: int
@@ -74,12 +79,17 @@ class BatchSizer:
     """Rows timed so far (all of them useful work)."""
     trial_rows: int = 0
     """Of those, the rows run at a trial size."""
+    seconds: float = 0.0
+    """The time of the rows timed so far."""
+    trial_cost: float = 0.0
+    """Of that time, what the trials that lost took beyond what the current size would have (their cost)."""
 
     def __post_init__(self) -> None:
         self.size = max(1, min(self.size, self.max_size))
         self._last: float | None = None  # the rate of the latest chunk at the current size
-        self._trial: tuple[int, float, float] | None = None  # a trial awaiting the next chunk: size, rate, before
+        self._trial: tuple[int, int, float, float] | None = None  # awaiting the next chunk: size, rows, rate, before
         self._direction = 1
+        self._wins = 0.0  # the speed-up of a trial that won once and awaits its confirmation
         self._patience = {1: 1, -1: 1}
         self._wait = {1: 0, -1: 0}
 
@@ -93,7 +103,7 @@ class BatchSizer:
 
     def next_size(self) -> int:
         """The batch size of the next chunk: the current size, or now and then a neighbour on trial."""
-        if self._trial is not None or self._last is None:
+        if self._trial is not None or self._last is None or self.trial_cost > COST_SHARE * self.seconds:
             return self.size
         for direction in (self._direction, -self._direction):
             if self._wait[direction] <= 0 and self._allowed(direction):
@@ -120,10 +130,10 @@ class BatchSizer:
         if rows < size or seconds <= 0:
             return
         rate = rows / seconds
-        self.rates[size], self.rows = rate, self.rows + rows
+        self.rates[size], self.rows, self.seconds = rate, self.rows + rows, self.seconds + seconds
         if size != self.size:
             self.trial_rows += rows
-            self._trial = (size, rate, self._last or rate)
+            self._trial = (size, rows, rate, self._last or rate)
             return
         if self._trial is not None:
             self._judge(rate)
@@ -143,9 +153,9 @@ class BatchSizer:
         if not self.rates:
             return f"batch size {self.size} (nothing measured yet)"
         tried = ", ".join(f"{s}: {r:,.0f}/s" for s, r in sorted(self.rates.items()))
-        share = self.trial_rows / self.rows if self.rows else 0.0
+        share, cost = self.trial_rows / self.rows, self.trial_cost / self.seconds
         return (f"batch size {self.size}, the fastest measured during the run (noisy inputs per second by size: "
-                f"{tried}; {share:.0%} of the rows ran at a size on trial)")
+                f"{tried}; {share:.0%} of the rows ran at a size on trial, costing {cost:.1%} of the time)")
 
     def _allowed(self, direction: int) -> bool:
         if direction < 0:
@@ -157,17 +167,24 @@ class BatchSizer:
     def _judge(self, after: float) -> None:
         """Compare the trial with the current size's chunks before and after it; move when it was faster."""
         assert self._trial is not None
-        size, rate, before = self._trial
+        size, rows, rate, before = self._trial
         self._trial = None
         direction = 1 if size > self.size else -1
-        speedup = rate / statistics.mean([before, after])
-        if speedup > 1 + MARGIN:  # move on, and keep going that way; going back was just measured slower
+        baseline = statistics.mean([before, after])
+        speedup = rate / baseline
+        if speedup > 1 + MARGIN and not self._wins:  # once faster: confirm it with the next chunks
+            self._wins, self._direction = speedup, direction
+            return
+        if speedup > 1 + MARGIN:  # twice faster: move on, and keep going that way (going back was measured slower)
+            speedup, self._wins = min(speedup, self._wins), 0.0
             self.moves.append((self.size, size, speedup))
             self.size, self._last = size, None
             self._patience = {direction: 1, -direction: BACK_PATIENCE}
             self._wait = {direction: 0, -direction: BACK_PATIENCE}
             self._direction = direction
             return
+        self._wins = 0.0
+        self.trial_cost += max(0.0, rows / rate - rows / baseline)
         self._patience[direction] = min(2 * self._patience[direction], MAX_PATIENCE)
         self._wait[direction] = self._patience[direction]
         self._direction = -direction

@@ -47,13 +47,15 @@ def test_certify_reports_the_batch_size_it_starts_with_and_each_move(tmp_path, c
     from rs_plugin import calibration
 
     monkeypatch.setattr(calibration, "MARGIN", -1.0)  # every trial wins: the size moves during the run
+    monkeypatch.setattr(calibration, "CHUNK_SECONDS", 0.0)  # one batch a chunk: many trials
+    monkeypatch.setattr(calibration, "START_BYTES", 16 * 256)  # 8x8 digits start at 16 copies
     monkeypatch.setattr(calibration, "_SIZERS", {})
     code, _, err = cli(capsys, "certify", "--sigma", "0.25", "--n0", "100", "--n", "3000", "--max-examples", "2",
                        "--out", tmp_path / "c.tsv")
     assert code == 0
-    assert re.search(r"rs-plugin: batch size 256 to start with, then the fastest measured during the run "
+    assert re.search(r"rs-plugin: batch size 16 to start with, then the fastest measured during the run "
                      r"\(--batch-size sets it\)", err)
-    assert re.search(r"rs-plugin: batch size 256 -> (128|512), [\d.]+x as fast measured during the run", err)
+    assert re.search(r"rs-plugin: batch size 16 -> (8|32), [\d.]+x as fast measured during the run", err)
 
 
 def test_certify_writes_the_papers_format_with_the_cores_answers(tmp_path, capsys, digits_model_cached, digits_test):
