@@ -103,6 +103,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def noisy_copies(xs: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """One Gaussian noisy copy (sigma :data:`SIGMA`) of each input of the batch ``xs``, from the torch
+    noisy-evaluation loop on ``xs``'s device."""
+    stream = TorchStream(Gaussian(SIGMA), seed, xs.device)
+    noisy, _ = next(noisy_batches(xs, [1] * len(xs), stream, len(xs)))
+    return noisy
+
+
 def random_network(net: Network, device: torch.device, shape: tuple[int, ...], batch: int = 32) -> nn.Module:
     """``net`` with random weights and batch-norm statistics from two batches of ``batch`` noisy random images, in
     eval mode."""
@@ -114,7 +122,7 @@ def random_network(net: Network, device: torch.device, shape: tuple[int, ...], b
     with torch.no_grad():
         model.train()
         for _ in range(2):
-            model(torch.rand(batch, *shape, device=device) + SIGMA * torch.randn(batch, *shape, device=device))
+            model(noisy_copies(torch.rand(batch, *shape, device=device)))
     return model.eval()
 
 
@@ -229,7 +237,7 @@ def check(device: torch.device) -> int:
     images = np.random.default_rng(1).random((4, 3, 32, 32), dtype=np.float32)
     reference = SmoothedClassifier(net, 10, SIGMA, seed=0, batch_size=1000)
     selected = [reference.certify(image, 100, 2000, 0.001, index=i).selected for i, image in enumerate(images)]
-    noisy = torch.from_numpy(images).to(device) + SIGMA * torch.randn(len(images), 3, 32, 32, device=device)
+    noisy = noisy_copies(torch.from_numpy(images).to(device))
     for setting in (Setting("bf16", True, True, None), Setting("bf16", False, True, None),
                     Setting("fp16", False, True, None)):
         fast = setting.wrap(copy.deepcopy(net))

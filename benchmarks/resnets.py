@@ -31,6 +31,8 @@ from torch import nn
 
 from rs_plugin import SmoothedClassifier
 from rs_plugin.adapters.models import architecture, get_architecture
+from rs_plugin.adapters.torch import TorchStream, noisy_batches
+from rs_plugin.noises import Gaussian
 
 SIGMA, ALPHA = 0.25, 0.001
 SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -68,10 +70,10 @@ def build(network: Network) -> tuple[nn.Module, int]:
 
 
 def noisy_batch(x: np.ndarray, batch: int) -> torch.Tensor:
-    """``batch`` Gaussian noisy copies (sigma :data:`SIGMA`) of ``x``, made once, before any timing."""
-    generator = torch.Generator().manual_seed(0)
-    clean = torch.from_numpy(x)[None].expand(batch, *x.shape)
-    return clean + SIGMA * torch.randn(batch, *x.shape, generator=generator)
+    """``batch`` Gaussian noisy copies (sigma :data:`SIGMA`) of ``x`` from the torch noisy-evaluation loop, made once,
+    before any timing."""
+    noisy, _ = next(noisy_batches(torch.from_numpy(x)[None], [batch], TorchStream(Gaussian(SIGMA), 0), batch))
+    return noisy
 
 
 def forward_rate(model: nn.Module, noisy: torch.Tensor, *, samples: int = 0, seconds: float = 0.0) -> float:

@@ -19,7 +19,11 @@ from .noises import Noise
 
 class Backend(Protocol):
     """What :class:`~rs_plugin.SmoothedClassifier` needs from a base classifier: the framework's noisy-evaluation
-    loop (see :mod:`rs_plugin.engine`) turned into votes."""
+    loop (see :mod:`rs_plugin.engine`) turned into votes.
+
+    Optionally, an attribute ``max_batch_size``: None, or a batch size the device has room for after a larger batch
+    ran out of memory (the batch sizer of :mod:`rs_plugin.calibration` then stays at or below it; the torch backend
+    sets it)."""
 
     def prepare(self, x: Any) -> Any:
         """Check one input (no batch dimension; finite values) and convert it for :meth:`counts`."""

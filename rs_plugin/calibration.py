@@ -50,12 +50,21 @@ COST_SHARE = 0.02
 """No trial starts while the trials that lost have cost more than this share of the time measured so far."""
 
 
+def _power_of_two_at_most(n: float) -> int:
+    """The largest power of two not above ``n`` (1 for anything below 2)."""
+    return 2 ** int(math.log2(max(1, n)))
+
+
+def _row_bytes(input_shape: tuple[int, ...]) -> int:
+    """The memory of one float32 input of ``input_shape``."""
+    return 4 * max(1, math.prod(input_shape))
+
+
 def start_size(input_shape: tuple[int, ...]) -> int:
     """The size a run starts at for inputs of ``input_shape``: about :data:`START_BYTES` of float32 inputs, a power
     of two between 1 and 256 (small networks are fast from 256 up; large inputs start small so that no first batch
     runs out of memory or takes long)."""
-    row = 4 * max(1, math.prod(input_shape))
-    return max(1, min(256, 2 ** int(math.log2(max(1, START_BYTES // row)))))
+    return min(256, _power_of_two_at_most(START_BYTES // _row_bytes(input_shape)))
 
 
 @dataclass
@@ -97,8 +106,7 @@ class BatchSizer:
     def for_input(cls, input_shape: tuple[int, ...]) -> BatchSizer:
         """A sizer for inputs of ``input_shape``: it starts at :func:`start_size`, never above what
         :data:`MAX_BATCH_BYTES` allows."""
-        row = 4 * max(1, math.prod(input_shape))
-        largest = 2 ** int(math.log2(max(1, min(MAX_SIZE, MAX_BATCH_BYTES // row))))
+        largest = _power_of_two_at_most(min(MAX_SIZE, MAX_BATCH_BYTES // _row_bytes(input_shape)))
         return cls(start_size(input_shape), max_size=largest)
 
     def next_size(self) -> int:
@@ -143,7 +151,7 @@ class BatchSizer:
 
     def cap(self, largest: int) -> None:
         """Never use a batch larger than ``largest`` again (the device ran out of memory above it)."""
-        self.max_size = max(1, min(self.max_size, 2 ** int(math.log2(max(1, largest)))))
+        self.max_size = min(self.max_size, _power_of_two_at_most(largest))
         if self.size > self.max_size:
             self.moves.append((self.size, self.max_size, 0.0))
             self.size, self._last, self._trial = self.max_size, None, None

@@ -369,8 +369,7 @@ class SmoothedClassifier:
         with tqdm(total=len(pairs), desc=purpose, disable=not progress, unit="ex") as bar:
             while True:
                 rows = sum(entry[3][1] for entry in pending.values())
-                size = 0 if sizer is None else sizer.size
-                while more and (sizer is None or rows < sizer.round_rows() or _part_empty(rows, size, first)):
+                while more and (sizer is None or rows < sizer.round_rows() or _part_empty(rows, sizer.size, first)):
                     taken = next(inputs, None)
                     if taken is None:
                         more = False
@@ -381,7 +380,7 @@ class SmoothedClassifier:
                     procedure = start(prepared)
                     pending[position] = [prepared, stream, procedure, next(procedure)]
                     sizer = sizer or self._sizer(prepared)
-                    size, first = sizer.size, pending[position][3][1]
+                    first = pending[position][3][1]
                     rows += first
                 if not pending:
                     return [results[position] for position in range(len(results))]
