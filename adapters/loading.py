@@ -21,7 +21,7 @@ def load_torch_model(request: ModelRequest) -> Any:
     no network of its own is needed (``--model`` alone is the core's)."""
     checkpoint, spec = request.option("checkpoint"), request.option("model")
     wrapped = bool(request.option("denoiser")) or request.option("precision") not in (None, "fp32") or bool(
-        request.option("channels_last")) or bool(request.option("compile"))
+        request.option("channels_last")) or bool(request.option("compile")) or bool(request.option("convert_weights"))
     if checkpoint is not None and spec is not None:
         raise ValueError("model and checkpoint: give one of them, not both")
     if checkpoint is not None:
@@ -65,9 +65,12 @@ def _wrapped(network: Any, request: ModelRequest) -> nn.Module:
     if request.option("denoiser"):
         network = Denoised(make_denoiser(request.option("denoiser"), request.sigma), network)
     precision = request.option("precision") or "fp32"
+    if request.option("convert_weights") and precision == "fp32":
+        raise ValueError("convert_weights: converts the weights to --precision bf16 or fp16; the precision is fp32")
     if precision == "fp32" and not request.option("channels_last") and not request.option("compile"):
         return network
-    fast = FastModel(network, precision, bool(request.option("channels_last")), request.option("compile") or False)
+    fast = FastModel(network, precision, bool(request.option("channels_last")), request.option("compile") or False,
+                     autocast=not request.option("convert_weights"))
     if precision != "fp32" and request.report and len(request.sample):
         from rs_plugin.plugins import make_noise
 

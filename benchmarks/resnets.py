@@ -3,9 +3,9 @@
 The paper's CIFAR-10 ResNet-20 and ResNet-110 on 3x32x32 inputs and torchvision's ResNet-50 on 3x224x224,
 random weights (``torch.manual_seed(0)``), CPU. For each network:
 
-- the forward-pass limit: the bare network's best samples/s on pre-made noisy batches, swept over batch sizes
-  from 1 up (capped per network so that one batch's activations stay small; the best size of a large network on
-  a CPU can be well below 32);
+- the forward-pass limit: the bare network's samples/s on pre-made noisy batches at its best batch size, chosen by
+  the median of three interleaved sweeps over sizes from 1 up (``limit.best_batch``; capped per network so that
+  one batch's activations stay small; the best size of a large network on a CPU can be well below 32);
 - rs-plugin's CERTIFY (one input, ``SmoothedClassifier(model, num_classes, 0.25, seed=0).certify(x, n0, n,
   0.001)``) with its default settings: the batch size is chosen by rs-plugin itself;
 - ART's ``PyTorchRandomizedSmoothing.certify`` at its default batch size and at the sweep's best one.
@@ -21,23 +21,22 @@ from __future__ import annotations
 import argparse
 import inspect
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import limit  # benchmarks/limit.py
 import numpy as np
 import torch
 from torch import nn
 
 from rs_plugin import SmoothedClassifier
 from rs_plugin.adapters.models import architecture, get_architecture
-from rs_plugin.adapters.torch import TorchStream, noisy_batches
-from rs_plugin.noises import Gaussian
 
 SIGMA, ALPHA = 0.25, 0.001
 SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 """Batch sizes of the forward-pass sweep, each capped by the network's ``max_batch``."""
-LIMIT, RS_PLUGIN = "forward limit", "rs-plugin certify"
+RS_PLUGIN = "rs-plugin certify"
+LIMIT = limit.LIMIT
 ART_DEFAULT, ART_BEST = "ART certify (default batch)", "ART certify (best batch)"
 
 
@@ -69,55 +68,6 @@ def build(network: Network) -> tuple[nn.Module, int]:
     return get_architecture(network.arch).eval(), classes
 
 
-def noisy_batch(x: np.ndarray, batch: int) -> torch.Tensor:
-    """``batch`` Gaussian noisy copies (sigma :data:`SIGMA`) of ``x`` from the torch noisy-evaluation loop, made once,
-    before any timing."""
-    noisy, _ = next(noisy_batches(torch.from_numpy(x)[None], [batch], TorchStream(Gaussian(SIGMA), 0), batch))
-    return noisy
-
-
-def forward_rate(model: nn.Module, noisy: torch.Tensor, *, samples: int = 0, seconds: float = 0.0) -> float:
-    """Samples/s of the bare network (forward pass and argmax) on the pre-made batch ``noisy``, after one untimed
-    pass: the timed passes cover at least ``samples`` samples and ``seconds`` seconds, and are at least one."""
-    batch = len(noisy)
-    with torch.inference_mode():
-        model(noisy).argmax(1)
-        done, start = 0, time.perf_counter()
-        while True:
-            model(noisy).argmax(1)
-            done += batch
-            spent = time.perf_counter() - start
-            if done >= samples and spent >= seconds:
-                return done / spent
-
-
-def sweep_rates(model: nn.Module, x: np.ndarray, sizes: Sequence[int], seconds: float) -> dict[int, float]:
-    """The forward-pass rate (:func:`forward_rate`, about ``seconds`` each) at every batch size of ``sizes``."""
-    return {size: forward_rate(model, noisy_batch(x, size), seconds=seconds) for size in sizes}
-
-
-def timed(run: Callable[[], object], samples: int) -> float:
-    """Samples/s of one call of ``run`` that evaluates ``samples`` noisy copies."""
-    start = time.perf_counter()
-    run()
-    return samples / (time.perf_counter() - start)
-
-
-def art_certify(
-    model: nn.Module, classes: int, x: np.ndarray, n0: int, n: int, batch: int | None
-) -> Callable[[], object]:
-    """ART's ``PyTorchRandomizedSmoothing.certify`` of ``x`` with n0 selection and n estimation samples, ready to
-    call: at ART's default batch size when ``batch`` is None."""
-    from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
-
-    classifier = PyTorchRandomizedSmoothing(
-        model, nn.CrossEntropyLoss(), x.shape, classes, clip_values=(0, 1), device_type="cpu",
-        sample_size=n0, scale=SIGMA, alpha=ALPHA,
-    )  # fmt: skip
-    options = {} if batch is None else {"batch_size": batch}
-    return lambda: classifier.certify(x[None], n=n, **options)
-
-
 def rs_plugin_batch(g: SmoothedClassifier, x: np.ndarray) -> str:
     """What rs-plugin says about the batch size it uses for ``x`` (after a certification), as far as this version
     of it offers: its ``batch_report`` (called with ``x`` where it takes an input) where it has one, otherwise
@@ -133,7 +83,7 @@ def rs_plugin_batch(g: SmoothedClassifier, x: np.ndarray) -> str:
 
 @dataclass
 class Comparison:
-    """One network's measurements: the sweep (batch size to samples/s), the best size, what rs-plugin said about
+    """One network's measurements: the sweep (batch size to median samples/s), the best size, what rs-plugin said about
     its batch size, and each run's samples/s per repetition (the same repetitions for all runs)."""
 
     name: str
@@ -141,7 +91,10 @@ class Comparison:
     n0: int
     n: int
     sweep: dict[int, float]
+    candidates: list[int]
+    """The sweep's three fastest sizes, measured in every repetition; the first is ART's best batch."""
     best: int
+    """The limit's batch size: the candidate of the best median over the repetitions."""
     rs_plugin_batch: str
     rates: dict[str, list[float]] = field(default_factory=dict)
 
@@ -156,9 +109,11 @@ class Comparison:
         repeats = len(self.rates[LIMIT])
         lines = [
             f"{self.name}: {self.parameters:,} parameters; CERTIFY n0={self.n0} n={self.n}",
-            "  forward passes alone, samples/s by batch size: "
+            "  forward passes alone, median samples/s by batch size: "
             + ", ".join(f"{b}: {r:,.1f}" for b, r in self.sweep.items()),
-            f"  best batch size {self.best}; rs-plugin: {self.rs_plugin_batch}",
+            f"  the limit: batch size {self.best}, the fastest of {', '.join(map(str, self.candidates))} over the "
+            f"repetitions; ART's best batch: {self.candidates[0]}",
+            f"  rs-plugin: {self.rs_plugin_batch}",
             f"  {'':32}{'samples/s':>12}  (medians of {repeats} repetitions)",
         ]
         lines += [f"  {name:32}{statistics.median(values):12,.1f}" for name, values in self.rates.items()]
@@ -174,34 +129,31 @@ class Comparison:
 
 def compare(name: str, n0: int, n: int, repeats: int, sweep: Sequence[int] = SWEEP, seconds: float = 1.0) -> Comparison:
     """Measures network ``name`` (a key of :data:`NETWORKS`): the forward-pass sweep over the sizes of ``sweep``
-    up to the network's ``max_batch`` (about ``seconds`` each; the best is the fastest of its three fastest sizes
-    measured again for twice as long), then one warm-up and ``repeats`` interleaved
-    repetitions of the limit (at the best size, over n samples), rs-plugin's CERTIFY at default settings and
-    ART's CERTIFY at its default and at the best batch size, on one fixed random input in [0, 1]."""
+    up to the network's ``max_batch`` (three interleaved rounds of about ``seconds`` per size), then one warm-up and
+    ``repeats`` interleaved repetitions of the forward pass at the sweep's three fastest sizes (over n samples; the
+    limit is the one of the best median), rs-plugin's CERTIFY at default settings and ART's CERTIFY at its default
+    and at the sweep's best batch size, on one fixed random input in [0, 1]."""
     network = NETWORKS[name]
     model, classes = build(network)
     x = np.random.default_rng(0).random(network.shape, dtype=np.float32)
-    rates = sweep_rates(model, x, [size for size in sweep if size <= network.max_batch], seconds)
-    top = sorted(rates, key=rates.__getitem__)[-3:]  # one short sweep is noisy: its three fastest, measured again
-    best = max(top, key=lambda size: forward_rate(model, noisy_batch(x, size), seconds=2 * seconds))
-    limit_batch = noisy_batch(x, best)
+    rates_by_size = limit.sweep(model, x, [size for size in sweep if size <= network.max_batch], SIGMA, seconds)
+    candidates = limit.fastest(rates_by_size, 3)
     g = SmoothedClassifier(model, classes, SIGMA, seed=0)  # one per network: the batch size found is kept per process
     runs = {
-        LIMIT: lambda: forward_rate(model, limit_batch, samples=n),
-        RS_PLUGIN: lambda: timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n),
-        ART_DEFAULT: lambda: timed(art_certify(model, classes, x, n0, n, None), n0 + n),
-        ART_BEST: lambda: timed(art_certify(model, classes, x, n0, n, best), n0 + n),
+        **limit.candidate_runs(model, x, candidates, SIGMA, n),
+        RS_PLUGIN: lambda: limit.timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n),
+        ART_DEFAULT: lambda: limit.timed(limit.art_certify(model, classes, x, n0, n, SIGMA, ALPHA, None), n0 + n),
+        ART_BEST: lambda: limit.timed(limit.art_certify(model, classes, x, n0, n, SIGMA, ALPHA, candidates[0]), n0 + n),
     }
-    for run in runs.values():  # warm-up (rs-plugin chooses its batch size here)
+    for run in runs.values():  # warm-up (rs-plugin starts choosing its batch size here)
         run()
-    comparison = Comparison(
-        name, sum(p.numel() for p in model.parameters()), n0, n, rates, best, rs_plugin_batch(g, x),
-        {run: [] for run in runs},
-    )  # fmt: skip
+    measured: dict[str, list[float]] = {run: [] for run in runs}
     for _ in range(repeats):
         for run_name, run in runs.items():
-            comparison.rates[run_name].append(run())
-    return comparison
+            measured[run_name].append(run())
+    best, rates = limit.with_limit(measured, candidates)
+    parameters = sum(p.numel() for p in model.parameters())
+    return Comparison(name, parameters, n0, n, rates_by_size, candidates, best, rs_plugin_batch(g, x), rates)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -122,6 +122,13 @@ def test_reduced_precision_and_channels_last_agree_with_float32_and_the_cli_repo
     err = capsys.readouterr().err
     assert code == 0 and re.search(r"bf16 predicts the float32 label on \d+\.\d% of 800 noisy inputs", err)
     assert len(out.read_text().splitlines()) == 4
+    converted = tmp_path / "bf16-weights.tsv"
+    code = main(["predict", "--sigma", "0.25", "--n", "100", "--max-examples", "3", "--precision", "bf16",
+                 "--convert-weights", "--no-progress", "--out", str(converted)])
+    assert code == 0 and len(converted.read_text().splitlines()) == 4
+    code = main(["predict", "--sigma", "0.25", "--n", "100", "--max-examples", "3", "--convert-weights",
+                 "--out", str(tmp_path / "fp32.tsv")])
+    assert code != 0 and "convert_weights: converts the weights to --precision bf16 or fp16" in capsys.readouterr().err
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
         FastModel(noisy_digits_net, "int8")
 

@@ -1,0 +1,112 @@
+"""The forward-pass limit and the timed runs that the CPU throughput benchmarks (``throughput.py``, ``resnets.py``)
+share: a network's samples/s on pre-made noisy batches, the best batch size, and ART's CERTIFY ready to time.
+
+The limit is the network's rate at its best batch size, and both are measured, never taken from one lucky timing:
+a sweep of interleaved rounds (every round measures each size once) ranks the sizes by their medians; its three
+fastest are then measured in every repetition of the benchmark, beside the runs compared with them, and the size
+with the best median over the repetitions is the limit. One sweep, or the best of several timings in each
+repetition, picks whichever size ran at a fast moment: on a noisy machine that puts the limit at a slow size (too
+low) or above what any size sustains (too high). Ratios are then taken within each repetition.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from rs_plugin.adapters.torch import TorchStream, noisy_batches
+from rs_plugin.noises import Gaussian
+
+
+def noisy_batch(x: np.ndarray, batch: int, sigma: float) -> torch.Tensor:
+    """``batch`` Gaussian noisy copies (``sigma``) of ``x`` from the torch noisy-evaluation loop, made once, before
+    any timing."""
+    noisy, _ = next(noisy_batches(torch.from_numpy(x)[None], [batch], TorchStream(Gaussian(sigma), 0), batch))
+    return noisy
+
+
+def forward_rate(model: nn.Module, noisy: torch.Tensor, *, samples: int = 0, seconds: float = 0.0) -> float:
+    """Samples/s of the bare network (forward pass and argmax) on the pre-made batch ``noisy``, after one untimed
+    pass: the timed passes cover at least ``samples`` samples and ``seconds`` seconds, and are at least one."""
+    batch = len(noisy)
+    with torch.inference_mode():
+        model(noisy).argmax(1)
+        done, start = 0, time.perf_counter()
+        while True:
+            model(noisy).argmax(1)
+            done += batch
+            spent = time.perf_counter() - start
+            if done >= samples and spent >= seconds:
+                return done / spent
+
+
+LIMIT = "forward limit"
+"""The label of the limit's rates: those of the fastest candidate size (:func:`with_limit`)."""
+
+
+def sweep(
+    model: nn.Module, x: np.ndarray, sizes: Sequence[int], sigma: float, seconds: float, rounds: int = 3
+) -> dict[int, float]:
+    """The median samples/s by batch size: :func:`forward_rate` of every size of ``sizes`` for about ``seconds``,
+    in ``rounds`` interleaved rounds (so that a slow or fast moment of the machine hits every size alike)."""
+    batches = {size: noisy_batch(x, size, sigma) for size in sizes}
+    rates: dict[int, list[float]] = {size: [] for size in sizes}
+    for _ in range(rounds):
+        for size, noisy in batches.items():
+            rates[size].append(forward_rate(model, noisy, seconds=seconds))
+    return {size: statistics.median(values) for size, values in rates.items()}
+
+
+def fastest(rates: dict[int, float], k: int = 1) -> list[int]:
+    """The ``k`` sizes of the highest rates, fastest first."""
+    return sorted(rates, key=rates.__getitem__, reverse=True)[:k]
+
+
+def at_batch(size: int) -> str:
+    """The label of the forward-pass rates at batch ``size``."""
+    return f"forward pass, batch {size}"
+
+
+def candidate_runs(
+    model: nn.Module, x: np.ndarray, sizes: Sequence[int], sigma: float, samples: int
+) -> dict[str, Callable[[], float]]:
+    """A timed run of the bare network over ``samples`` samples at each of ``sizes``, by :func:`at_batch` label."""
+    return {
+        at_batch(size): functools.partial(forward_rate, model, noisy_batch(x, size, sigma), samples=samples)
+        for size in sizes
+    }
+
+
+def with_limit(rates: dict[str, list[float]], sizes: Sequence[int]) -> tuple[int, dict[str, list[float]]]:
+    """``(the limit's batch size, rates with the limit first)``: of the candidate ``sizes`` (measured in every
+    repetition, :func:`candidate_runs`), the one of the highest median; its rates under :data:`LIMIT`."""
+    best = max(sizes, key=lambda size: statistics.median(rates[at_batch(size)]))
+    return best, {LIMIT: rates[at_batch(best)], **rates}
+
+
+def timed(run: Callable[[], object], samples: int) -> float:
+    """Samples/s of one call of ``run`` that evaluates ``samples`` noisy copies."""
+    start = time.perf_counter()
+    run()
+    return samples / (time.perf_counter() - start)
+
+
+def art_certify(
+    model: nn.Module, classes: int, x: np.ndarray, n0: int, n: int, sigma: float, alpha: float, batch: int | None
+) -> Callable[[], object]:
+    """ART's ``PyTorchRandomizedSmoothing.certify`` of ``x`` with n0 selection and n estimation samples, ready to
+    call: at ART's default batch size when ``batch`` is None."""
+    from art.estimators.certification.randomized_smoothing import PyTorchRandomizedSmoothing
+
+    classifier = PyTorchRandomizedSmoothing(
+        model, nn.CrossEntropyLoss(), x.shape, classes, clip_values=(0, 1), device_type="cpu",
+        sample_size=n0, scale=sigma, alpha=alpha,
+    )  # fmt: skip
+    options = {} if batch is None else {"batch_size": batch}
+    return lambda: classifier.certify(x[None], n=n, **options)
