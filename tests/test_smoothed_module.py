@@ -177,3 +177,56 @@ def test_runs_on_the_base_device() -> None:
     assert out.device.type == "cuda"
     (grad,) = torch.autograd.grad(out[:, 0].sum(), x)
     assert grad.device.type == "cuda" and torch.isfinite(grad).all()
+
+
+def test_with_gradients_the_measured_batch_size_is_one_whose_backward_pass_fits_in_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A base whose backward pass runs out of device memory above 24 copies (its forward pass fits at any size,
+    and inference measures fastest at 256): an attack's gradient through the smoothed module with a measured batch
+    size runs in batches that fit, gives the gradient of a fixed batch size of 16, and the probe moves no running
+    statistic and no parameter's .grad. The inference size itself (the deliberately wrong way) runs out."""
+    from rs_plugin.adapters.torch import module
+
+    monkeypatch.setattr(module, "best_batch_size", lambda backend, noise, x: (256, 1000.0))
+
+    class OutOfMemoryInBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: object, z: torch.Tensor) -> torch.Tensor:
+            return z.clone()
+
+        @staticmethod
+        def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+            if len(grad) > 24:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return grad
+
+    class Base(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm, self.linear = nn.BatchNorm1d(3), nn.Linear(3, 4)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return self.linear(OutOfMemoryInBackward.apply(self.norm(z)))
+
+    torch.manual_seed(0)
+    base = Base().train()
+    stats = base.norm.running_mean.clone()
+    x = torch.tensor([[0.2, -0.1, 0.4], [0.5, 0.3, -0.2]])
+    measured = SmoothedModule(base, 0.5, num_noise=40, seed=1)
+    with torch.no_grad():
+        assert measured.batch_size_for(x) == 256  # inference alone fits at the measured size
+    assert torch.equal(base.norm.running_mean, stats)
+    size = measured.batch_size_for(x)
+    assert size == 16 and base.linear.weight.grad is None and torch.equal(base.norm.running_mean, stats)
+    base.eval()
+    grads = []
+    for smoothed in (measured, SmoothedModule(base, 0.5, num_noise=40, seed=1, batch_size=16)):
+        adv = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(smoothed(adv, noise_seed=7)[:, 0].sum(), adv)
+        grads.append(grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    with pytest.raises(torch.OutOfMemoryError):  # the deliberately wrong way: the inference size
+        adv = x.clone().requires_grad_(True)
+        wrong = SmoothedModule(base, 0.5, num_noise=40, seed=1, batch_size=256)
+        torch.autograd.grad(wrong(adv, noise_seed=7)[:, 0].sum(), adv)

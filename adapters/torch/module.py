@@ -19,7 +19,7 @@ from rs_plugin.seeding import fresh_entropy, stream_seed
 
 from .backend import TorchBackend, check_logits
 from .checks import check_batch
-from .loop import noisy_batches, num_logits
+from .loop import eval_mode, noisy_batches, num_logits
 from .precision import FastModel
 from .streams import TorchStream
 
@@ -36,9 +36,10 @@ class SmoothedModule(nn.Module):
     return logits; it is a submodule, so ``eval()`` (which every torchattacks attack calls) reaches it,
     and the module starts in the base's mode. The base sees at most ``batch_size`` noisy inputs per pass
     (the torch noisy-evaluation loop, :func:`noisy_batches`; None: the fastest size, measured once per input shape
-    by :mod:`rs_plugin.calibration`); with gradients enabled and several batches, each is recomputed in the backward
-    pass (activation checkpointing) so that memory stays bounded by one batch. Each call draws fresh noise, input
-    ``b`` from its own stream, derived from ``seed`` and the call's number (``seed=None``: a root seed drawn from
+    by :mod:`rs_plugin.calibration`, and with gradients enabled the largest below it whose backward pass fits in the
+    device's memory: :meth:`batch_size_for`); with gradients enabled and several batches, each is recomputed in the
+    backward pass (activation checkpointing) so that memory stays bounded by one batch. Each call draws fresh noise,
+    input ``b`` from its own stream, derived from ``seed`` and the call's number (``seed=None``: a root seed drawn from
     fresh entropy when the module is made, as on every face of rs-plugin).
     """
 
@@ -77,18 +78,44 @@ class SmoothedModule(nn.Module):
     def batch_size_for(self, x: torch.Tensor) -> int:
         """Noisy copies per forward pass for inputs like those of the batch ``x``: ``batch_size``, or the fastest
         size measured by :func:`rs_plugin.calibration.best_batch_size` (once per input shape and device, with the
-        base in eval mode and no gradient)."""
+        base in eval mode and no gradient). With gradients enabled (a backward pass follows: an attack, training),
+        that size halved until one batch's forward and backward pass run without the device running out of memory
+        (:meth:`_fits_backward`): a backward pass holds every activation of its batch, inference only a layer's."""
         if self.batch_size is not None:
             return self.batch_size
-        key = (tuple(x.shape[1:]), x.dtype, str(x.device))
+        backward = torch.is_grad_enabled()
+        inference = (tuple(x.shape[1:]), x.dtype, str(x.device), False)
+        key = (*inference[:3], backward)
         if key not in self._calibrated:
             try:
-                backend = TorchBackend(self.base, num_logits(self.base, x))
-                self._calibrated[key] = best_batch_size(backend, self.noise, x[0].detach())[0]
+                size = self._calibrated.get(inference)
+                if size is None:
+                    backend = TorchBackend(self.base, num_logits(self.base, x))
+                    size = best_batch_size(backend, self.noise, x[0].detach())[0]
+                    self._calibrated[inference] = size
+                while backward and size > 1 and not self._fits_backward(x[0].detach(), size):
+                    size //= 2
+                self._calibrated[key] = size
             except (TypeError, ValueError, RuntimeError, IndexError):
                 # The base cannot run on these inputs: the call itself reports why (run_base's one-line error).
                 return self.num_noise * len(x)
         return self._calibrated[key]
+
+    def _fits_backward(self, x: torch.Tensor, size: int) -> bool:
+        """Whether a forward and backward pass of the base on ``size`` noisy copies of ``x`` runs without
+        ``torch.OutOfMemoryError``: with the base in eval mode (no running statistic moves) and the gradient taken
+        in the copies only (nothing is added to any parameter's ``.grad``), on a throwaway stream."""
+        stream = TorchStream(self.noise, 0, x.device)
+        copies = x.unsqueeze(0).requires_grad_(True)
+        try:
+            with eval_mode(self.base):
+                inputs, _ = next(noisy_batches(copies, [size], [stream], size, differentiable=True))
+                torch.autograd.grad(self._log_softmax(inputs).sum(), copies)
+        except torch.OutOfMemoryError:
+            if x.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return False
+        return True
 
     def streams(self, count: int, device: Any, noise_seed: int) -> list[TorchStream]:
         """The noise streams of ``count`` inputs for the noise of ``noise_seed``: input ``b``'s is seeded with
