@@ -21,7 +21,17 @@ import torch
 from torch import nn
 
 from rs_plugin.adapters.torch import TorchStream, noisy_batches
+from rs_plugin.allocator import retain_freed_memory
 from rs_plugin.noises import Gaussian
+
+
+def allocator(default: bool) -> str:
+    """Keep freed memory for reuse (what the command line does, ``rs_plugin.allocator``) unless ``default``, before
+    anything is measured; returns the setting, to print. Under glibc's default the speed of the network alone depends
+    on the process's allocation history (``allocator.py`` measures both)."""
+    if default:
+        return "glibc's default allocator settings"
+    return "freed memory retained (rs_plugin.allocator)" if retain_freed_memory() else "the C library's allocator"
 
 
 def noisy_batch(x: np.ndarray, batch: int, sigma: float) -> torch.Tensor:

@@ -11,7 +11,8 @@ random weights (``torch.manual_seed(0)``), CPU. For each network:
 - ART's ``PyTorchRandomizedSmoothing.certify`` at its default batch size and at the sweep's best one.
 
 Repetitions are interleaved so that machine noise hits all alike; each ratio is the median of per-repetition
-ratios. n is per network (CPU-sized; ``--n-resnet50`` and the like), ``--quick`` is a smoke run.
+ratios. n is per network (CPU-sized; ``--n-resnet50`` and the like), ``--quick`` is a smoke run. Freed memory is
+kept for reuse (``rs_plugin.allocator``, as the command line does) unless ``--default-allocator``.
 
     python benchmarks/resnets.py [--networks resnet20 resnet110 resnet50] [--repeats 5] [--quick]
 """
@@ -165,8 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, network in NETWORKS.items():
         parser.add_argument(f"--n-{name}", type=int, default=network.n, help=f"CERTIFY's n (default {network.n})")
         parser.add_argument(f"--n0-{name}", type=int, default=network.n0, help=f"CERTIFY's n0 (default {network.n0})")
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it starts (default: freed memory retained, as the CLI does)")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; sigma {SIGMA}, alpha {ALPHA}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; sigma {SIGMA}, alpha {ALPHA}; "
+          f"{limit.allocator(args.default_allocator)}")
     for name in args.networks:
         n, n0 = getattr(args, f"n_{name}"), getattr(args, f"n0_{name}")
         if args.quick:

@@ -6,7 +6,8 @@ sizes are measured in every repetition, and the limit is the one of the best med
 CERTIFY (one input, n0 = 100, n = 20,000) and PREDICT over many inputs (n = 100: a few hundred copies per
 input, so packing several inputs per forward pass matters) run with rs-plugin's default settings (the batch
 size adapted during the run, after a warm-up run), as fractions of that limit; ART's
-PyTorchRandomizedSmoothing.certify with its default batch size and at the best one. Repetitions are interleaved
+PyTorchRandomizedSmoothing.certify with its default batch size and at the best one. Freed memory is kept for reuse
+(``rs_plugin.allocator``, as the command line does) unless ``--default-allocator``. Repetitions are interleaved
 so that machine noise hits all alike; the median of per-repetition ratios is reported. ``--disturb S`` runs a
 CPU-bound process for S seconds during rs-plugin's first certification, when its batch size is first measured.
 
@@ -22,7 +23,16 @@ import sys
 
 import numpy as np
 import torch
-from limit import LIMIT, art_certify, candidate_runs, fastest, sweep, timed, with_limit  # benchmarks/limit.py
+from limit import (  # benchmarks/limit.py
+    LIMIT,
+    allocator,
+    art_certify,
+    candidate_runs,
+    fastest,
+    sweep,
+    timed,
+    with_limit,
+)
 from torch import nn
 
 from rs_plugin import SmoothedClassifier
@@ -109,10 +119,12 @@ def main() -> None:
         metavar="SECONDS",
         help="run a CPU-bound process for this long during rs-plugin's first certification",
     )
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it starts (default: freed memory retained, as the CLI does)")
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; CERTIFY n0={args.n0} n={args.n}; "
-        f"PREDICT n=100 on {args.predict_inputs} inputs"
+        f"PREDICT n=100 on {args.predict_inputs} inputs; {allocator(args.default_allocator)}"
     )
     for width in args.widths:
         compare(width, args.n0, args.n, args.predict_inputs, args.repeats, args.disturb)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
+from .allocator import retain_freed_memory
 from .datasets import datasets
 from .models import model_options
 from .plugins import collect, executors, make_executor
@@ -258,6 +259,7 @@ def _one_line_warning(command: str) -> Callable[..., None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    retain_freed_memory()  # a network's temporaries reused batch after batch (rs_plugin.allocator)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
