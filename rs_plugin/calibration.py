@@ -162,8 +162,9 @@ class BatchSizer:
             return f"batch size {self.size} (nothing measured yet)"
         tried = ", ".join(f"{s}: {r:,.0f}/s" for s, r in sorted(self.rates.items()))
         share, cost = self.trial_rows / self.rows, self.trial_cost / self.seconds
-        return (f"batch size {self.size}, the fastest measured during the run (noisy inputs per second by size: "
-                f"{tried}; {share:.0%} of the rows ran at a size on trial, costing {cost:.1%} of the time)")
+        return (f"batch size {self.size}, which no size on trial has beaten by {MARGIN:.0%} twice in a row during the "
+                f"run (the latest noisy inputs per second by size: {tried}; {share:.0%} of the rows ran at a size on "
+                f"trial, costing {cost:.1%} of the time)")
 
     def _allowed(self, direction: int) -> bool:
         if direction < 0:
