@@ -4,7 +4,7 @@ The paper's CIFAR-10 ResNet-20 and ResNet-110 on 3x32x32 inputs and torchvision'
 random weights (``torch.manual_seed(0)``), CPU. For each network:
 
 - the forward-pass limit: the bare network's samples/s on pre-made noisy batches at its best batch size, chosen by
-  the median of three interleaved sweeps over sizes from 1 up (``limit.best_batch``; capped per network so that
+  the median of three interleaved sweeps over sizes from 1 up (``limit.sweep``; capped per network so that
   one batch's activations stay small; the best size of a large network on a CPU can be well below 32);
 - rs-plugin's CERTIFY (one input, ``SmoothedClassifier(model, num_classes, 0.25, seed=0).certify(x, n0, n,
   0.001)``) with its default settings: the batch size is chosen by rs-plugin itself;

@@ -12,7 +12,6 @@ command line calls it; a program of your own may call it once at start.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -31,9 +30,8 @@ def retain_freed_memory() -> bool:
     afterwards a freed block of at most :data:`MMAP_THRESHOLD` bytes is reused by a later allocation without the
     kernel mapping it again. Returns whether it was applied: False where the C library has no ``mallopt`` (not
     glibc: macOS, Windows, musl)."""
-    name = ctypes.util.find_library("c")
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: no search for the library (no subprocess)
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

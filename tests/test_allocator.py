@@ -11,8 +11,6 @@ import pytest
 
 from rs_plugin import allocator, cli
 
-pytest.importorskip("torch")
-
 FORWARD_PASSES = textwrap.dedent("""
     import ctypes, resource, sys
     import torch
@@ -48,6 +46,7 @@ def page_faults(mode: str) -> int:
 def test_a_network_s_temporaries_are_reused_without_mapping_them_again() -> None:
     """Retained, the passes fault (almost) no page in; with only the trim threshold fixed they fault in megabytes
     every pass (a 4 KiB page each)."""
+    pytest.importorskip("torch")
     assert page_faults("retain") < 100
     assert page_faults("trim-only") > 5 * 1_000
 

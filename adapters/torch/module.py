@@ -84,15 +84,14 @@ class SmoothedModule(nn.Module):
         if self.batch_size is not None:
             return self.batch_size
         backward = torch.is_grad_enabled()
-        inference = (tuple(x.shape[1:]), x.dtype, str(x.device), False)
-        key = (*inference[:3], backward)
+        inputs = (tuple(x.shape[1:]), x.dtype, str(x.device))
+        key = (*inputs, backward)
         if key not in self._calibrated:
             try:
-                size = self._calibrated.get(inference)
+                size = self._calibrated.get((*inputs, False))
                 if size is None:
                     backend = TorchBackend(self.base, num_logits(self.base, x))
-                    size = best_batch_size(backend, self.noise, x[0].detach())[0]
-                    self._calibrated[inference] = size
+                    size = self._calibrated[(*inputs, False)] = best_batch_size(backend, self.noise, x[0].detach())[0]
                 while backward and size > 1 and not self._fits_backward(x[0].detach(), size):
                     size //= 2
                 self._calibrated[key] = size
