@@ -4,10 +4,11 @@ The fastest size depends on the network, the input, the device and how busy the 
 during a run of hours, so it is never decided once at start-up. A :class:`BatchSizer` times the run's own work in
 chunks of a fraction of a second and now and then runs one chunk at twice or half the size, comparing it with the
 chunks at the current size just before and after it (so a load that comes and goes hits both alike); it moves when
-the other size is faster twice in a row. Every row it times is a row the run needed, so measuring costs only the few
-chunks run at a slower size: the trials grow rarer while the current size keeps winning, and wait while the losing
-ones have cost more than 2% of the time. Results never depend on the batch size: each example's noise comes from
-its own stream (:mod:`rs_plugin.engine`).
+the other size is faster by a clear margin twice in a row, or by a small margin on average over its recent trials
+(a flat peak, where the gain is smaller than the timings' jitter). Every row it times is a row the run needed, so
+measuring costs only the few chunks run at a slower size: the trials grow rarer while the current size keeps
+winning, and wait while the losing ones have cost more than 2% of the time. Results never depend on the batch
+size: each example's noise comes from its own stream (:mod:`rs_plugin.engine`).
 
 :func:`best_batch_size` is the one-off measurement for callers that run no long loop of their own (training's
 smoothed forward pass): the same candidate sizes, measured on a throwaway stream, a bounded cost.
@@ -49,6 +50,17 @@ BACK_PATIENCE = 8
 COST_SHARE = 0.02
 """No trial starts while the trials that lost have cost more than this share of the time measured so far."""
 
+SMALL_MARGIN = 0.015
+"""A neighbour whose trials since the last move were faster by this much on average (geometric mean), by more than
+twice the standard error of that average, over at least :data:`EVIDENCE_TRIALS` trials, replaces the current size:
+the way to a peak that is flat to within :data:`MARGIN` under timing jitter larger than the gain."""
+
+EVIDENCE_TRIALS = 4
+"""The fewest trials of one neighbour that can move the size by :data:`SMALL_MARGIN`."""
+
+EVIDENCE_WINDOW = 8
+"""The most recent trials of one neighbour that the :data:`SMALL_MARGIN` rule weighs."""
+
 
 def _power_of_two_at_most(n: float) -> int:
     """The largest power of two not above ``n`` (1 for anything below 2)."""
@@ -73,9 +85,10 @@ class BatchSizer:
 
     Use: ask :meth:`next_size` for a chunk's batch size and :meth:`chunk_rows` for its rows, run them, and
     :meth:`record` how long they took. Guarantee: the size only moves to a neighbour (twice or half) that ran
-    faster, by :data:`MARGIN`, than the current size in the chunks just before and after it, in two trials in a row;
-    it stays between 1 and :attr:`max_size`; and no trial starts while the losing trials have cost more than
-    :data:`COST_SHARE` of the time (what they took beyond what the current size would have).
+    faster than the current size in the chunks just before and after it: by :data:`MARGIN` in two trials in a row,
+    or by :data:`SMALL_MARGIN` on average over its latest trials (at least :data:`EVIDENCE_TRIALS`); it stays between
+    1 and :attr:`max_size`; and no trial starts while the losing trials have cost more than :data:`COST_SHARE` of the
+    time (what they took beyond what the current size would have).
     """
 
     size: int
@@ -101,6 +114,7 @@ class BatchSizer:
         self._wins = 0.0  # the speed-up of a trial that won once and awaits its confirmation
         self._patience = {1: 1, -1: 1}
         self._wait = {1: 0, -1: 0}
+        self._evidence: dict[int, list[float]] = {1: [], -1: []}  # log speed-ups of each neighbour's trials
 
     @classmethod
     def for_input(cls, input_shape: tuple[int, ...]) -> BatchSizer:
@@ -162,9 +176,10 @@ class BatchSizer:
             return f"batch size {self.size} (nothing measured yet)"
         tried = ", ".join(f"{s}: {r:,.0f}/s" for s, r in sorted(self.rates.items()))
         share, cost = self.trial_rows / self.rows, self.trial_cost / self.seconds
-        return (f"batch size {self.size}, which no size on trial has beaten by {MARGIN:.0%} twice in a row during the "
-                f"run (the latest noisy inputs per second by size: {tried}; {share:.0%} of the rows ran at a size on "
-                f"trial, costing {cost:.1%} of the time)")
+        return (f"batch size {self.size}, which no size on trial has beaten by {MARGIN:.0%} twice in a row or by "
+                f"{SMALL_MARGIN:.1%} on average over its recent trials during the run (the latest noisy inputs per "
+                f"second by size: {tried}; {share:.0%} of the rows ran at a size on trial, costing {cost:.1%} of the "
+                "time)")
 
     def _allowed(self, direction: int) -> bool:
         if direction < 0:
@@ -174,22 +189,29 @@ class BatchSizer:
         return self.size * 2 <= self.max_size and not slow
 
     def _judge(self, after: float) -> None:
-        """Compare the trial with the current size's chunks before and after it; move when it was faster."""
+        """Compare the trial with the current size's chunks before and after it; move when it was faster by
+        :data:`MARGIN` twice in a row, or by :data:`SMALL_MARGIN` consistently; otherwise double the wait before that
+        neighbour's next trial."""
         assert self._trial is not None
         size, rows, rate, before = self._trial
         self._trial = None
         direction = 1 if size > self.size else -1
         baseline = statistics.mean([before, after])
         speedup = rate / baseline
-        if speedup > 1 + MARGIN and not self._wins:  # once faster: confirm it with the next chunks
-            self._wins, self._direction = speedup, direction
+        evidence = self._evidence[direction]
+        evidence[:] = [*evidence[1 - EVIDENCE_WINDOW:], math.log(speedup)]
+        confirmed, consistent = speedup > 1 + MARGIN and bool(self._wins), _consistently_faster(evidence)
+        if speedup > 1 + MARGIN and not (confirmed or consistent):
+            self._wins, self._direction = speedup, direction  # once faster: confirm it with the next chunks
             return
-        if speedup > 1 + MARGIN:  # twice faster: move on, and keep going that way (going back was measured slower)
-            speedup, self._wins = min(speedup, self._wins), 0.0
+        if confirmed or consistent:  # move on, and keep going that way (going back was measured slower)
+            speedup = min(speedup, self._wins) if confirmed else math.exp(statistics.mean(evidence))
+            self._wins = 0.0
             self.moves.append((self.size, size, speedup))
             self.size, self._last = size, None
             self._patience = {direction: 1, -direction: BACK_PATIENCE}
             self._wait = {direction: 0, -direction: BACK_PATIENCE}
+            self._evidence = {1: [], -1: []}
             self._direction = direction
             return
         self._wins = 0.0
@@ -197,6 +219,15 @@ class BatchSizer:
         self._patience[direction] = min(2 * self._patience[direction], MAX_PATIENCE)
         self._wait[direction] = self._patience[direction]
         self._direction = -direction
+
+
+def _consistently_faster(evidence: list[float]) -> bool:
+    """Whether log speed-ups ``evidence`` show a neighbour faster by :data:`SMALL_MARGIN` on average, by more than
+    twice the average's standard error, over at least :data:`EVIDENCE_TRIALS` trials."""
+    if len(evidence) < EVIDENCE_TRIALS:
+        return False
+    mean = statistics.mean(evidence)
+    return mean > math.log(1 + SMALL_MARGIN) and mean > 2 * statistics.stdev(evidence) / math.sqrt(len(evidence))
 
 
 _SIZERS: dict[tuple, BatchSizer] = {}

@@ -55,6 +55,45 @@ def test_the_sizer_is_not_fooled_by_a_load_that_comes_and_goes() -> None:
     assert sizer.size == 64 and len(sizer.moves) <= 2
 
 
+def flat_peak(rates: dict[int, float], rng: np.random.Generator, jitter: float) -> Callable[[int, float], float]:
+    """Copies per second at each size (``rates``, relative to 10,000/s), each chunk's timing off by a log-normal
+    factor of standard deviation ``jitter``."""
+    return lambda size, t: 10_000.0 * rates[size] * float(np.exp(jitter * rng.standard_normal()))
+
+
+FLAT_UP = {16: 0.8, 32: 0.9, 64: 1.0, 128: 1.03, 256: 0.97, 512: 0.9}
+"""A flat peak: 128 is 3% faster than where the run starts (64), less than the 5% that two trials in a row must win
+by."""
+
+
+def test_on_a_flat_peak_the_sizer_finds_a_neighbour_faster_by_less_than_the_margin(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within 60 s, the average of 128's trials shows it 3% faster in at least 38 of 40 seeded runs; without the
+    average (the deliberately wrong variant: two wins by 5% in a row only), at most 30 of them get there."""
+
+    def found() -> int:
+        sizers = [BatchSizer(64, max_size=512) for _ in range(40)]
+        for seed, sizer in enumerate(sizers):
+            drive(sizer, flat_peak(FLAT_UP, np.random.default_rng(seed), 0.03), 60.0)
+        return sum(sizer.size == 128 for sizer in sizers)
+
+    assert found() >= 38
+    monkeypatch.setattr(calibration, "EVIDENCE_TRIALS", 10**6)
+    assert found() <= 30
+
+
+def test_on_a_flat_peak_the_sizer_does_not_leave_for_a_slightly_slower_neighbour() -> None:
+    """Both neighbours are 3% slower than the start: in 40 seeded runs of 300 s every run ends where it started
+    (a few go and come back), and the runs lose less than 1% of the speed at the peak on average."""
+    rates = {16: 0.8, 32: 0.97, 64: 1.0, 128: 0.97, 256: 0.9, 512: 0.8}
+    speeds = []
+    for seed in range(40):
+        sizer = BatchSizer(64, max_size=512)
+        speeds.append(drive(sizer, flat_peak(rates, np.random.default_rng(seed), 0.03), 300.0))
+        assert sizer.size == 64
+    assert np.mean(speeds) > 0.99 * 10_000
+
+
 def test_a_load_that_starts_during_the_first_measurements_does_not_decide() -> None:
     """Another process starts one second in and stays: measuring once at start-up (the deliberately wrong way,
     each size once from the smallest) picks a size timed before the load began; the sizer still finds 256."""
@@ -91,7 +130,8 @@ def test_the_report_says_what_was_chosen_and_why() -> None:
     drive(sizer, cost_model(64, 10_000.0, np.random.default_rng(3)), 120.0)
     text = sizer.report()
     assert text.startswith("batch size 64,") and "128:" in text and "on trial, costing" in text
-    assert "beaten by 5% twice in a row" in text  # the rule that keeps it, not a claim that it measured fastest
+    # the rule that keeps it, not a claim that it measured fastest
+    assert "beaten by 5% twice in a row or by 1.5% on average" in text
 
 
 @pytest.fixture

@@ -1,0 +1,113 @@
+"""How close the adaptive batch size (``rs_plugin.calibration.BatchSizer``) comes to the best size, simulated on
+speed curves measured on this project's machine, with and without the rule that moves on small consistent gains.
+
+A real run cannot tell how fast the sizes it did not use would have been, and its timings scatter by more than the
+differences it is trying to find, so this benchmark simulates: each chunk the sizer asks for takes ``rows / (rate
+of its size)``, the rate off by a log-normal factor of standard deviation ``--jitter`` (independent chunks), plus
+``--switch`` seconds whenever the size differs from the previous chunk's (a new size's first batch: new buffers,
+colder caches). The curves are relative speeds by batch size, shaped after ``throughput.py`` and ``resnets.py``
+on a 2-core CPU (their absolute rates only set how many rows a chunk holds). For each curve and run length, over
+``--runs`` seeded runs: the mean and 10th percentile of the run's speed as a fraction of the best size's, the rows
+run at a size on trial, and where the runs ended. ``with average`` is the sizer as it is; ``two wins only`` is the
+same sizer with the average rule switched off (moves only after two trials in a row faster by ``MARGIN``).
+
+    python benchmarks/sizer.py [--runs 40] [--jitter 0.03 0.07] [--seconds 20 60 300] [--switch 0.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rs_plugin import calibration
+from rs_plugin.calibration import BatchSizer
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A network's speed by batch size (relative to its best), its rate at the best size (copies per second) and
+    the size a run starts at (``calibration.start_size`` of its input)."""
+
+    name: str
+    relative: dict[int, float]
+    rate: float
+    start: int
+
+
+CURVES = [
+    Curve("tiny CNN, 1x28x28 (flat 128-512)", {32: 0.82, 64: 0.92, 128: 0.98, 256: 1.0, 512: 0.98, 1024: 0.75,
+                                               2048: 0.66}, 23_000.0, 256),
+    Curve("ResNet-20, 3x32x32 (64 is 3-7% behind)", {16: 0.8, 32: 0.9, 64: 0.95, 128: 0.99, 256: 1.0, 512: 0.96},
+          1_900.0, 64),
+    Curve("ResNet-110, 3x32x32 (one batch per chunk)", {16: 0.8, 32: 0.9, 64: 0.97, 128: 1.0, 256: 0.97,
+                                                        512: 0.9}, 340.0, 64),
+    Curve("ResNet-50, 3x224x224 (starts at 1)", {1: 0.73, 2: 0.87, 4: 0.95, 8: 1.0, 16: 0.98, 32: 0.9, 64: 0.7},
+          23.0, 1),
+]
+
+
+@dataclass
+class Outcome:
+    """One variant's runs on one curve: speeds (fractions of the best size's), trial shares, final sizes."""
+
+    speeds: list[float]
+    trial_shares: list[float]
+    ends: collections.Counter
+
+    def cells(self) -> str:
+        ends = " ".join(f"{size}:{count}" for size, count in sorted(self.ends.items()))
+        return (f"{np.mean(self.speeds):6.3f} {np.percentile(self.speeds, 10):6.3f} "
+                f"{np.mean(self.trial_shares):6.1%}  ends {ends}")
+
+
+def simulate(curve: Curve, seconds: float, jitter: float, switch: float, runs: int) -> Outcome:
+    """``runs`` seeded simulated runs of ``seconds`` each of the sizer on ``curve`` (see the module's description)."""
+    outcome = Outcome([], [], collections.Counter())
+    for seed in range(runs):
+        rng = np.random.default_rng(seed)
+        sizer = BatchSizer(curve.start, max_size=max(curve.relative))
+        t = rows = 0.0
+        previous = None
+        while t < seconds:
+            size = sizer.next_size()
+            chunk = sizer.chunk_rows(size)
+            spent = chunk / (curve.rate * curve.relative[size] * np.exp(jitter * rng.standard_normal()))
+            spent += switch if size != previous else 0.0
+            sizer.record(size, chunk, spent)
+            t, rows, previous = t + spent, rows + chunk, size
+        outcome.speeds.append(rows / t / curve.rate)
+        outcome.trial_shares.append(sizer.trial_rows / sizer.rows)
+        outcome.ends[sizer.size] += 1
+    return outcome
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--jitter", type=float, nargs="+", default=[0.03, 0.07])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[20.0, 60.0, 300.0])
+    parser.add_argument("--switch", type=float, default=0.0, help="seconds lost when the size changes")
+    args = parser.parse_args(argv)
+    evidence = calibration.EVIDENCE_TRIALS
+    print(f"{args.runs} seeded runs per row; switching sizes costs {args.switch} s; columns per variant: mean speed "
+          "and 10th percentile (fractions of the best size's), rows on trial, final sizes (size:runs)")
+    for curve in CURVES:
+        print(f"\n{curve.name}, starting at {curve.start}")
+        for jitter in args.jitter:
+            for seconds in args.seconds:
+                results = {}
+                for label, trials in (("with average", evidence), ("two wins only", 10**9)):
+                    calibration.EVIDENCE_TRIALS = trials
+                    results[label] = simulate(curve, seconds, jitter, args.switch, args.runs)
+                calibration.EVIDENCE_TRIALS = evidence
+                for label, outcome in results.items():
+                    print(f"  jitter {jitter:.0%}, {seconds:4.0f} s  {label:14} {outcome.cells()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
