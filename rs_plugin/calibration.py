@@ -169,6 +169,7 @@ class BatchSizer:
         if self.size > self.max_size:
             self.moves.append((self.size, self.max_size, 0.0))
             self.size, self._last, self._trial = self.max_size, None, None
+            self._evidence = {1: [], -1: []}
 
     def report(self) -> str:
         """What was chosen and why, in one line."""

@@ -94,6 +94,24 @@ def test_on_a_flat_peak_the_sizer_does_not_leave_for_a_slightly_slower_neighbour
     assert np.mean(speeds) > 0.99 * 10_000
 
 
+def test_trials_measured_before_the_device_ran_out_of_memory_do_not_count_after_it() -> None:
+    """Three trials of 128 against 256 were each 3% faster; then 256 runs out of memory and the size drops to 128.
+    One trial of 64 against 128 at 3% faster must not move it: the earlier trials compared other sizes."""
+    sizer = BatchSizer(256, max_size=1024)
+
+    def trial(current: int, other: int, speedup: float) -> None:
+        sizer.record(current, 4 * current, 4 * current / 10_000.0)
+        sizer.record(other, other, other / (10_000.0 * speedup))
+        sizer.record(current, 4 * current, 4 * current / 10_000.0)
+
+    for _ in range(3):
+        trial(256, 128, 1.03)
+    assert sizer.size == 256
+    sizer.cap(128)
+    trial(128, 64, 1.03)
+    assert sizer.size == 128
+
+
 def test_a_load_that_starts_during_the_first_measurements_does_not_decide() -> None:
     """Another process starts one second in and stays: measuring once at start-up (the deliberately wrong way,
     each size once from the smallest) picks a size timed before the load began; the sizer still finds 256."""
