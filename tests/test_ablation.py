@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from benchmark_scripts import load
 from scipy.stats import binomtest, chisquare
 
 from rs_plugin import ABSTAIN, SmoothedClassifier
@@ -415,15 +416,7 @@ def test_art_derandomized_smoothing_counts_the_same_votes_and_over_certifies_onl
     """benchmarks/ablation.py at a small size: the digits CNN trained on column-ablated digits, rs-plugin against ART's
     PyTorchDeRandomizedSmoothing (levine2020) on the same network; no patch attack beats a certificate."""
     pytest.importorskip("art")
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "benchmarks"))
-    try:
-        import ablation as benchmark
-    finally:
-        sys.path.remove(str(root / "benchmarks"))
+    benchmark = load("ablation")
     from rs_plugin.adapters.datasets import digits_at
 
     x, y = (t.numpy()[:40] for t in digits_at("test", 8))

@@ -4,19 +4,13 @@ step, the small ones also alone, and a ceiling below 1 that follows from the ste
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import load
 
 pytest.importorskip("torch")
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-try:
-    import loop_steps
-finally:
-    sys.path.remove(str(BENCHMARKS))
+loop_steps = load("loop_steps")
 
 
 def test_every_step_is_timed_and_the_ceiling_follows_from_them(capsys: pytest.CaptureFixture[str]) -> None:

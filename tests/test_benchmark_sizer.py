@@ -4,20 +4,13 @@ command prints a row per variant."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from benchmark_scripts import load
 
 from rs_plugin import calibration
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-try:
-    import sizer
-finally:
-    sys.path.remove(str(BENCHMARKS))
+sizer = load("sizer")
 
 
 def test_the_average_rule_is_faster_on_resnet20s_flat_top(monkeypatch: pytest.MonkeyPatch) -> None:

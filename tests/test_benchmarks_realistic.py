@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import math
 import re
-import sys
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import load
 
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("art")
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-try:
-    import memory
-    import resnets
-finally:
-    sys.path.remove(str(BENCHMARKS))
+memory, resnets = load("memory"), load("resnets")
 
 RATIOS = ("rs-plugin / limit", "ART default / limit", "ART best / limit", "rs-plugin / ART best")
 

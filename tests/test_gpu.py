@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from benchmark_scripts import load
 
 from rs_plugin.adapters.ray import RayExecutor
 
@@ -124,11 +125,7 @@ def test_without_cuda_the_gpu_benchmark_stops_with_one_line(capsys) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import gpu
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    gpu = load("gpu")
     assert gpu.main([]) == 1
     assert gpu.main(["--device", "cpu"]) == 1
     err = capsys.readouterr().err.splitlines()

@@ -3,16 +3,13 @@ the benchmark (benchmarks/denoised_smoothing.py) and with the same code."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from off_the_shelf import OffTheShelfConfig, off_the_shelf_experiment
+off_the_shelf = load("off_the_shelf")
+OffTheShelfConfig, off_the_shelf_experiment = off_the_shelf.OffTheShelfConfig, off_the_shelf.off_the_shelf_experiment
 
 
 @pytest.mark.slow

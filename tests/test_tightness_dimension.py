@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_scripts import load
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchattacks")
@@ -120,11 +120,7 @@ def test_restarts_judge_an_input_within_the_ball(noisy_digits_net, digits_test):
 @pytest.mark.slow
 def test_the_sweep_runs_two_sizes_resumes_and_plots(tmp_path, model_cache, capsys):
     """The study's machinery at a small size: two resolutions, a few examples; a rerun resumes (no row rewritten)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import tightness_dimension as sweep
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    sweep = load("tightness_dimension")
     argv = ["--quick", "--sizes", "8", "16", "--parts", "dimension", "scaled", "--num-examples", "3",
             "--out-dir", str(tmp_path), "--no-progress"]  # fmt: skip
     assert sweep.main(argv) == 0
