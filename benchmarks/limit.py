@@ -11,6 +11,7 @@ low) or above what any size sustains (too high). Ratios are then taken within ea
 
 from __future__ import annotations
 
+import argparse
 import functools
 import statistics
 import time
@@ -23,6 +24,12 @@ from torch import nn
 from rs_plugin.adapters.torch import TorchStream, noisy_batches
 from rs_plugin.allocator import retain_freed_memory
 from rs_plugin.noises import Gaussian
+
+
+def add_allocator_option(parser: argparse.ArgumentParser) -> None:
+    """Give a benchmark's command line ``--default-allocator`` (its value is :func:`allocator`'s ``default``)."""
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="leave glibc's allocator as it starts (default: freed memory retained, as the CLI does)")
 
 
 def allocator(default: bool) -> str:

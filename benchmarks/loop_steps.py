@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-from limit import allocator  # benchmarks/limit.py
+from limit import add_allocator_option, allocator  # benchmarks/limit.py
 from throughput import SHAPE, SIGMA, small_cnn
 
 STEPS = ("noise", "add input", "network", "argmax", "finite check", "owners", "scatter votes")
@@ -82,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=16, help="channels of the CNN's first layer (16 or 32)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--batches", type=int, default=400)
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's allocator as it starts (default: freed memory retained)")
+    add_allocator_option(parser)
     args = parser.parse_args(argv)
     if args.batches <= 20:
         parser.error(f"--batches must be above 20 (the warm-up), got {args.batches}")

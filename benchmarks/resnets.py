@@ -166,8 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, network in NETWORKS.items():
         parser.add_argument(f"--n-{name}", type=int, default=network.n, help=f"CERTIFY's n (default {network.n})")
         parser.add_argument(f"--n0-{name}", type=int, default=network.n0, help=f"CERTIFY's n0 (default {network.n0})")
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's allocator as it starts (default: freed memory retained, as the CLI does)")
+    limit.add_allocator_option(parser)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; sigma {SIGMA}, alpha {ALPHA}; "
           f"{limit.allocator(args.default_allocator)}")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from limit import (  # benchmarks/limit.py
     LIMIT,
+    add_allocator_option,
     allocator,
     art_certify,
     candidate_runs,
@@ -119,8 +120,7 @@ def main() -> None:
         metavar="SECONDS",
         help="run a CPU-bound process for this long during rs-plugin's first certification",
     )
-    parser.add_argument("--default-allocator", action="store_true",
-                        help="leave glibc's allocator as it starts (default: freed memory retained, as the CLI does)")
+    add_allocator_option(parser)
     args = parser.parse_args()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; CERTIFY n0={args.n0} n={args.n}; "
