@@ -3,6 +3,7 @@ refuses to certify (a model answering NaN or infinity)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -64,18 +65,22 @@ def test_the_torch_loop_computes_the_owners_of_the_plan_on_the_device(batch_size
     from rs_plugin.adapters.torch import noisy_batches as torch_batches
     from rs_plugin.engine import owners
 
-    nums = [3, 0, 5, 1, 0, 4, 0]
+    nums = [3, 0, 5, 1, 0, 4, 0, 21]
     xs = torch.rand(len(nums), 2)
     got = [owner for _, owner in torch_batches(xs, nums, TorchStream(Gaussian(0.1), 0), batch_size)]
-    expected = [owners(segments) for segments in plan(nums, batch_size)]
+    layouts = list(plan(nums, batch_size))
+    expected = [owners(segments) for segments in layouts]
     assert len(got) == len(expected)
     assert all(g.dtype == torch.int64 and np.array_equal(g.numpy(), e) for g, e in zip(got, expected, strict=True))
+    # a batch laid out like the one before it gets the same (unmodified) owner tensor, and only such a batch
+    reused = [a is b for a, b in itertools.pairwise(got)]
+    assert reused == [a == b for a, b in itertools.pairwise(layouts)] and (batch_size == 100 or any(reused))
     net = torch.nn.Linear(2, 3)
     streams = [TorchStream(Gaussian(0.5), e) for e in range(len(nums))]
     counts = TorchBackend(net, 3).counts(list(xs), nums, streams, batch_size)
     streams = [TorchStream(Gaussian(0.5), e) for e in range(len(nums))]
     votes = [owner * 3 + net(batch).argmax(1) for batch, owner in torch_batches(xs, nums, streams, batch_size)]
-    assert np.array_equal(counts, torch.bincount(torch.cat(votes), minlength=21).view(7, 3).numpy())
+    assert np.array_equal(counts, torch.bincount(torch.cat(votes), minlength=24).view(8, 3).numpy())
 
 
 class NumpyOnly(Noise):

@@ -13,6 +13,7 @@ from torch import nn  # noqa: E402
 from rs_plugin import SmoothedClassifier  # noqa: E402
 from rs_plugin.adapters.models import Normalize  # noqa: E402
 from rs_plugin.adapters.torch import TorchBackend  # noqa: E402
+from rs_plugin.noises import Gaussian  # noqa: E402
 
 
 def linear_net(w: list[float], b: float, normalize: tuple[float, float] | None = None) -> nn.Module:
@@ -341,3 +342,34 @@ def test_a_batch_that_runs_out_of_device_memory_runs_in_halves_and_the_size_stay
     assert certificate == SmoothedClassifier(net, 4, 0.5, seed=3, batch_size=64).certify(x, 100, 3000, 0.001)
     sizer = calibration.sizer_for(auto.backend, auto.backend.prepare(x))
     assert auto.backend.max_batch_size == 99 and sizer.max_size == 64 and sizer.size <= 64  # 100 (n0) failed
+
+
+class OneBadLogit(nn.Module):
+    """Logits (0, 1, 0) for every row but one, where a given class gets ``bad``: a non-finite logit that need not
+    be the largest (-inf in a class nobody votes for changes no vote)."""
+
+    def __init__(self, row: int, cls: int, bad: float) -> None:
+        super().__init__()
+        self.row, self.cls, self.bad, self.seen = row, cls, bad, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.tensor([0.0, 1.0, 0.0]).repeat(len(x), 1)
+        if self.seen <= self.row < self.seen + len(x):
+            logits[self.row - self.seen, self.cls] = self.bad
+        self.seen += len(x)
+        return logits
+
+
+@pytest.mark.parametrize(("cls", "bad"), [(0, float("-inf")), (2, float("nan")), (1, float("inf")), (0, float("nan"))])
+def test_one_non_finite_logit_anywhere_in_a_long_call_is_refused(monkeypatch, cls: int, bad: float) -> None:
+    """Any non-finite logit, in any class and any batch, stops the call: a single -inf in a class that is never the
+    argmax too (a check of each row's largest logit alone lets that through), and in a batch whose extremes were
+    already folded together with later batches'."""
+    monkeypatch.setattr(TorchBackend, "FOLD", 4)
+    backend = TorchBackend(OneBadLogit(row=37, cls=cls, bad=bad), 3)
+    stream = backend.stream(Gaussian(0.5), 0)
+    with pytest.raises(ValueError, match="NaN or infinite logits"):
+        backend.counts([backend.prepare(np.zeros(2, np.float32))], [400], [stream], 10)
+    fine = TorchBackend(OneBadLogit(row=10**6, cls=cls, bad=bad), 3)
+    counts = fine.counts([fine.prepare(np.zeros(2, np.float32))], [400], [fine.stream(Gaussian(0.5), 0)], 10)
+    assert counts.tolist() == [[0, 400, 0]]

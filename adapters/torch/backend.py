@@ -37,11 +37,16 @@ class TorchBackend:
 
     Nothing waits for the device between batches: owners come from the loop's device arithmetic, votes are added
     with ``scatter_add_`` (``bincount`` on CUDA reads its input's maximum back to the host) and finiteness is
-    accumulated on the device, so the host is only waited for once per call, when the counts are read. A model
+    kept on the device (each batch's smallest and largest logit, which are finite exactly when all are), so the
+    host is only waited for once per call, when the counts are read. A model
     with an ``input_dtype`` attribute other than float32 (:class:`.precision.FastModel` with converted weights)
     gets each float32 noisy batch rounded once into a second reused buffer of that dtype (in its
     ``memory_format`` for 4-D inputs): the noise itself is never drawn or added in reduced precision.
     """
+
+    FOLD = 512
+    """Per-batch extremes of the logits kept before they are folded into one pair (bounds the memory of a long
+    call)."""
 
     def __init__(self, model: nn.Module, num_classes: int, device: Any = None) -> None:
         if device == "auto":
@@ -82,9 +87,12 @@ class TorchBackend:
     def counts(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
         k = self.num_classes
         counts = torch.zeros(len(xs) * k, dtype=torch.int64, device=self.device)
+        ones = torch.ones(min(batch_size, sum(nums)), dtype=torch.int64, device=self.device)
+        owner_seen, offsets = None, None  # the loop hands the same owner tensor again for a batch of the same layout
         for logits, owner in self._logits(xs, nums, streams, batch_size):
-            votes = owner * k + logits.argmax(1)
-            counts.scatter_add_(0, votes, torch.ones_like(votes))
+            if owner is not owner_seen:
+                owner_seen, offsets = owner, owner * k
+            counts.scatter_add_(0, offsets + logits.argmax(1), ones[: len(owner)])
         return counts.view(len(xs), k).cpu().numpy()
 
     def soft_sums(self, xs: Sequence[Any], nums: Sequence[int], streams: Sequence[Any], batch_size: int) -> np.ndarray:
@@ -111,14 +119,16 @@ class TorchBackend:
         (nothing a diverged model says is used)."""
         stacked, k = torch.stack(list(xs)), self.num_classes
         with eval_mode(self.model), torch.inference_mode():
-            finite = torch.ones((), dtype=torch.bool, device=self.device)
+            extremes: list[torch.Tensor] = []  # each batch's smallest and largest logit: all finite iff these are
             for batch, owner in noisy_batches(stacked, nums, streams, batch_size, buffer=self._buffer):
                 self._buffer = batch if self._buffer is None or len(batch) > len(self._buffer) else self._buffer
                 logits = self._forward(self._in_model_dtype(batch))
                 check_scores(tuple(getattr(logits, "shape", ())), len(batch), k, tuple(stacked.shape[1:]))
-                finite &= torch.isfinite(logits).all()
+                extremes.extend(torch.aminmax(logits))  # NaN propagates; one reduction, no wait for the device
+                if len(extremes) >= self.FOLD:
+                    extremes = list(torch.aminmax(torch.stack(extremes)))
                 yield logits, owner
-            if not bool(finite):
+            if extremes and not bool(torch.stack(extremes).isfinite().all()):
                 raise diverged("logits", batch_size)
 
     def _forward(self, batch: torch.Tensor) -> Any:

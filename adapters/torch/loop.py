@@ -20,13 +20,14 @@ from .streams import TorchStream
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Run a block with every submodule of ``model`` in eval mode; afterwards each submodule is back in its
     own mode (a wrapper's flag is never pushed down onto the modules it wraps)."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    training = [module for module in model.modules() if module.training]
+    if training:  # a model already in eval mode everywhere is left untouched
+        model.eval()
     try:
         yield model
     finally:
-        for module, training in modes:
-            module.training = training
+        for module in training:
+            module.training = True
 
 
 def module_device(model: nn.Module) -> torch.device:
@@ -62,6 +63,9 @@ def noisy_batches(
     :attr:`rs_plugin.noises.Noise.additive`) writes ``xs[e]`` randomized instead (:meth:`TorchStream.randomize`); it
     has no gradient in ``xs``, so ``differentiable`` is refused (``ValueError``) when ``xs`` requires one.
 
+    A batch laid out like the one before it (the same examples, the same number of rows each: every batch of one
+    input's copies) gets the same ``owner`` tensor again: read it, never write to it.
+
     Nothing in the loop waits for the device (for an additive noise with a device sampler): ``owner`` is computed
     on the device from the rows' positions in the plan (one copy of the plan's boundaries per call, none per
     batch), so on a GPU the host queues the next batch's noise while the device still runs the model on this one.
@@ -78,6 +82,7 @@ def noisy_batches(
         buffer = torch.empty((rows, *shape), dtype=xs.dtype, device=xs.device)
     ends = torch.as_tensor(list(itertools.accumulate(nums)), dtype=torch.int64, device=xs.device)
     first = 0  # the plan's row at which this batch starts
+    layout, owner = None, None  # the previous batch's segments and owners
     for segments in plan(nums, batch_size):
         size = sum(count for _, count in segments)
         noise = torch.empty((size, *shape), dtype=xs.dtype, device=xs.device) if differentiable else buffer[:size]
@@ -92,7 +97,9 @@ def noisy_batches(
                 elif not differentiable:
                     noise[start : start + count].add_(xs[example])
                 start += count
-        # row r of the plan belongs to the first example e with r < ends[e]: rs_plugin.engine.owners, on the device
-        owner = torch.searchsorted(ends, torch.arange(first, first + size, device=xs.device), right=True)
+        if segments != layout:  # the same segments own their rows alike: the last owner tensor serves again
+            # row r of the plan belongs to the first example e with r < ends[e] (rs_plugin.engine.owners), on the device
+            owner = torch.searchsorted(ends, torch.arange(first, first + size, device=xs.device), right=True)
+            layout = segments
         first += size
         yield (xs[owner] + noise if differentiable and additive else noise), owner
