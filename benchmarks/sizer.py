@@ -30,23 +30,28 @@ from rs_plugin.calibration import BatchSizer
 @dataclass(frozen=True)
 class Curve:
     """A network's speed by batch size (relative to its best), its rate at the best size (copies per second) and
-    the size a run starts at (``calibration.start_size`` of its input)."""
+    its input's shape, which sets the size a run starts at."""
 
     name: str
     relative: dict[int, float]
     rate: float
-    start: int
+    shape: tuple[int, ...]
+
+    @property
+    def start(self) -> int:
+        """The size a run starts at: :func:`rs_plugin.calibration.start_size` of the input."""
+        return calibration.start_size(self.shape)
 
 
 CURVES = [
     Curve("tiny CNN, 1x28x28 (flat 128-512)", {32: 0.82, 64: 0.92, 128: 0.98, 256: 1.0, 512: 0.98, 1024: 0.75,
-                                               2048: 0.66}, 23_000.0, 256),
+                                               2048: 0.66}, 23_000.0, (1, 28, 28)),
     Curve("ResNet-20, 3x32x32 (64 is 3-7% behind)", {16: 0.8, 32: 0.9, 64: 0.95, 128: 0.99, 256: 1.0, 512: 0.96},
-          1_900.0, 64),
+          1_900.0, (3, 32, 32)),
     Curve("ResNet-110, 3x32x32 (one batch per chunk)", {16: 0.8, 32: 0.9, 64: 0.97, 128: 1.0, 256: 0.97,
-                                                        512: 0.9}, 340.0, 64),
-    Curve("ResNet-50, 3x224x224 (starts at 1)", {1: 0.73, 2: 0.87, 4: 0.95, 8: 1.0, 16: 0.98, 32: 0.9, 64: 0.7},
-          23.0, 1),
+                                                        512: 0.9}, 340.0, (3, 32, 32)),
+    Curve("ResNet-50, 3x224x224", {1: 0.73, 2: 0.87, 4: 0.95, 8: 1.0, 16: 0.98, 32: 0.9, 64: 0.7},
+          23.0, (3, 224, 224)),
 ]
 
 
@@ -64,12 +69,15 @@ class Outcome:
                 f"{np.mean(self.trial_shares):6.1%}  ends {ends}")
 
 
-def simulate(curve: Curve, seconds: float, jitter: float, switch: float, runs: int) -> Outcome:
-    """``runs`` seeded simulated runs of ``seconds`` each of the sizer on ``curve`` (see the module's description)."""
+def simulate(
+    curve: Curve, seconds: float, jitter: float, switch: float, runs: int, start: int | None = None
+) -> Outcome:
+    """``runs`` seeded simulated runs of ``seconds`` each of the sizer on ``curve`` (see the module's description),
+    starting at ``start`` (default: where a run on the curve's input starts)."""
     outcome = Outcome([], [], collections.Counter())
     for seed in range(runs):
         rng = np.random.default_rng(seed)
-        sizer = BatchSizer(curve.start, max_size=max(curve.relative))
+        sizer = BatchSizer(curve.start if start is None else start, max_size=max(curve.relative))
         t = rows = 0.0
         previous = None
         while t < seconds:

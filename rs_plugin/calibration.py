@@ -25,7 +25,7 @@ from typing import Any
 MAX_SIZE = 4096
 """The largest batch size tried."""
 
-START_BYTES = 1 << 20
+START_BYTES = 1 << 21
 """A run starts at the power of two whose batch of float32 inputs takes about this much memory (at most 256)."""
 
 MAX_BATCH_BYTES = 1 << 30

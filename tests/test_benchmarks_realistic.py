@@ -1,6 +1,7 @@
-"""benchmarks/resnets.py and benchmarks/memory.py at their smallest sizes, with the scripts' own functions: the
-side-by-side comparison on a real ResNet reports every ratio, and one rs-plugin certification's peak memory does
-not grow with n while ART's does."""
+"""benchmarks/resnets.py, memory.py and start_size.py at their smallest sizes, with the scripts' own functions: the
+side-by-side comparison on a real ResNet reports every ratio, one rs-plugin certification's peak memory does not
+grow with n while ART's does, and the start-size comparison starts where it is told and leaves the process's
+sizers as they were."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("art")
 
-memory, resnets = load("memory"), load("resnets")
+memory, resnets, start_size = load("memory"), load("resnets"), load("start_size")
 
 RATIOS = ("rs-plugin / limit", "ART default / limit", "ART best / limit", "rs-plugin / ART best")
 
@@ -32,6 +33,21 @@ def test_resnet20_side_by_side_reports_the_sweep_and_every_ratio() -> None:
     for label in RATIOS:
         found = re.search(rf"ratio {re.escape(label)}\s+([\d.]+)$", table, re.MULTILINE)
         assert found and 0 < float(found.group(1)) < math.inf, (label, table)
+
+
+def test_start_size_comparison_starts_each_sequence_where_asked() -> None:
+    """Two start sizes on ResNet-20 with n = 16: each sequence ends at its own start or a neighbour of it (a few
+    dozen rows leave the sizer one trial at most), the report has a line per pair and the ratio, and the start rule
+    is restored."""
+    from rs_plugin import calibration
+
+    before = calibration.START_BYTES
+    lines = start_size.compare("resnet20", (4, 32), pairs=2, calls=1, n0=4, n=16)
+    assert len(lines) == 3 and before == calibration.START_BYTES and not calibration._SIZERS
+    for line in lines[:2]:
+        assert re.search(r"start 4: [\d.]+ s, ended at (2|4|8)\b", line), line
+        assert re.search(r"start 32: [\d.]+ s, ended at (16|32|64)\b", line), line
+    assert re.match(r"time from start 32 / time from start 4: [\d.]+ \(standard error [\d.]+", lines[2])
 
 
 def test_rs_plugin_certification_memory_does_not_grow_with_n() -> None:

@@ -138,8 +138,8 @@ def test_no_larger_batch_is_tried_once_one_batch_is_slow_or_too_big_for_memory()
     drive(sizer, rate, 3600.0)
     assert sizer.size <= 4 and max(sizer.rates) <= 4  # a batch of 2-4 already takes over 0.5 s
     big = BatchSizer.for_input((3, 224, 224))
-    assert big.size == 1 and big.max_size == 1024 and BatchSizer.for_input((1, 28, 28)).size == 256
-    assert BatchSizer.for_input((3, 32, 32)).size == 64
+    assert big.size == 2 and big.max_size == 1024 and BatchSizer.for_input((1, 28, 28)).size == 256
+    assert BatchSizer.for_input((3, 32, 32)).size == 128
 
 
 def test_the_report_says_what_was_chosen_and_why() -> None:
