@@ -23,25 +23,24 @@ import numpy as np
 import resnets  # benchmarks/resnets.py
 
 from rs_plugin import SmoothedClassifier, calibration
+from rs_plugin.calibration import BatchSizer
 
 
 def sequence(g: SmoothedClassifier, x: np.ndarray, start: int, n0: int, n: int, calls: int) -> tuple[float, int]:
     """``(seconds, final size)`` of ``calls`` certifications of ``x`` after one untimed, the process's sizers
-    forgotten first and the new one started at ``start`` (:data:`rs_plugin.calibration.START_BYTES` set to a batch
-    of ``start`` inputs like ``x``, restored after)."""
-    saved = calibration.START_BYTES
+    forgotten first and the one for ``g`` on inputs like ``x`` replaced by a new sizer at ``start`` (its largest size
+    the one a run would have); the process's sizers are forgotten again after."""
+    key = calibration.calibration_key(g.backend, g.backend.prepare(x))
+    sizer = BatchSizer(start, max_size=BatchSizer.for_input(x.shape).max_size)
     calibration._SIZERS.clear()
-    calibration.START_BYTES = start * 4 * math.prod(x.shape)
+    calibration._SIZERS[key] = sizer
     try:
         g.certify(x, n0, n, resnets.ALPHA)
         began = time.perf_counter()
         for _ in range(calls):
             g.certify(x, n0, n, resnets.ALPHA)
-        spent = time.perf_counter() - began
-        sizer = calibration.sizer_for(g.backend, g.backend.prepare(x))
-        return spent, sizer.size
+        return time.perf_counter() - began, sizer.size
     finally:
-        calibration.START_BYTES = saved
         calibration._SIZERS.clear()
 
 

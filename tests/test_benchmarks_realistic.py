@@ -1,7 +1,7 @@
 """benchmarks/resnets.py, memory.py and start_size.py at their smallest sizes, with the scripts' own functions: the
 side-by-side comparison on a real ResNet reports every ratio, one rs-plugin certification's peak memory does not
-grow with n while ART's does, and the start-size comparison starts where it is told and leaves the process's
-sizers as they were."""
+grow with n while ART's does, and the start-size comparison starts where it is told and forgets the sizers it
+made."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import re
 
 import pytest
 from benchmark_scripts import load
+
+from rs_plugin import calibration
 
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")
@@ -38,9 +40,7 @@ def test_resnet20_side_by_side_reports_the_sweep_and_every_ratio() -> None:
 def test_start_size_comparison_starts_each_sequence_where_asked() -> None:
     """Two start sizes on ResNet-20 with n = 16: each sequence ends at its own start or a neighbour of it (a few
     dozen rows leave the sizer one trial at most), the report has a line per pair and the ratio, and the start rule
-    is restored."""
-    from rs_plugin import calibration
-
+    is untouched and the process's sizers forgotten."""
     before = calibration.START_BYTES
     lines = start_size.compare("resnet20", (4, 32), pairs=2, calls=1, n0=4, n=16)
     assert len(lines) == 3 and before == calibration.START_BYTES and not calibration._SIZERS
