@@ -10,16 +10,20 @@ shows growth above the process's earlier peak.) On a GPU the same is read from `
 Every certification runs at the same fixed batch size (``--batch``, default 32, ART's default), so that the
 comparison is about n, not the batch size.
 
-- rs-plugin at n = 100,000 on 3x224x224 inputs. The network is a cheap stand-in (a stride-8 convolution, global
-  pooling and a linear layer) because ResNet-50 at that n takes hours on a CPU, and rs-plugin's loop holds one
-  batch whatever the network; ResNet-50 itself at small n (256 and 1024) shows that its memory does not grow
-  with n either.
+- rs-plugin at n = 1,000, 10,000 and 100,000 (n / 100, n / 10, n) on 3x224x224 inputs, in one process. The
+  network is a cheap stand-in (a stride-8 convolution, global pooling and a linear layer) because ResNet-50 at
+  that n takes hours on a CPU, and rs-plugin's loop holds one batch whatever the network; ResNet-50 itself at
+  small n (256 and 1024) shows that its memory does not grow with n either.
 - ART's ``PyTorchRandomizedSmoothing.certify`` on 3x224x224 with the stand-in at n = 250, 500, 1000: ART draws all
   n noisy copies in host memory at once, so it grows with n; the table gives the growth per 1,000 samples (the
   slope between the smallest and largest n) and its extrapolation to n = 100,000.
-- ``--small-cnn``: also both at n = 100,000 with the small CNN of ``throughput.py`` on 1x28x28 inputs.
+- ``--small-cnn``: also both at n = 100,000 with the small CNN of ``throughput.py`` on 1x28x28 inputs (rs-plugin
+  at n / 100 and n / 10 too, in the same process).
+- ``--plot PATH``: the memory added against n on 3x224x224 (rs-plugin's and ART's runs with the stand-in, and ART's
+  straight line out to n), log-log, as an image.
 
     python benchmarks/memory.py [--n 100000] [--resnet50-n 256 1024] [--art-n 250 500 1000] [--small-cnn]
+                                [--plot docs/memory.png]
 """
 
 from __future__ import annotations
@@ -245,6 +249,37 @@ def art_growth(points: Sequence[tuple[int, float]], target: int) -> tuple[float,
     return slope, high + slope * (target - n_high) / 1000
 
 
+def ladder(n: int, batch: int) -> tuple[int, ...]:
+    """The n's of rs-plugin's stand-in run: ``n / 100``, ``n / 10`` and ``n``, those of at least one batch."""
+    return tuple(sorted({m for m in (n // 100, n // 10, n) if m >= batch} | {n}))
+
+
+def save_plot(
+    path: Path, rs_points: Sequence[tuple[int, float]], art_points: Sequence[tuple[int, float]], target: int
+) -> None:
+    """Memory added against n, log-log: rs-plugin's ``(n, MB)`` points, ART's and its straight line
+    (:func:`art_growth`) out to ``target``."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4))
+    axes = figure.subplots()
+    ns, mbs = zip(*sorted(rs_points), strict=True)
+    axes.plot(ns, mbs, "-o", color="C0", label="rs-plugin, measured")
+    if art_points:
+        ns, mbs = zip(*sorted(art_points), strict=True)
+        axes.plot(ns, mbs, "s", color="C3", label="ART, measured (all n copies)")
+        if len(art_points) >= 2:
+            slope, extrapolated = art_growth(art_points, target)
+            axes.plot([ns[-1], target], [mbs[-1], extrapolated], "--", color="C3",
+                      label=f"ART, extrapolated: {slope:,.0f} MB per 1,000 samples")
+    axes.set(xscale="log", yscale="log", xlabel="n (noisy samples of one input)", ylabel="memory added (MB)",
+             title="Peak memory one CERTIFY adds, 3x224x224")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="rs-plugin's n with the stand-in network")
@@ -253,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="the batch size of every certification")
     parser.add_argument("--small-cnn", action="store_true", help="also both at --n on 1x28x28 with the small CNN")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--plot", type=Path, default=None, help="save the memory against n on 3x224x224 here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -264,24 +300,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device.startswith("cuda")
-    jobs = [Job("rs-plugin", "stand-in", IMAGENET_SHAPE, (args.n,), args.batch, device)]
+    jobs = [Job("rs-plugin", "stand-in", IMAGENET_SHAPE, ladder(args.n, args.batch), args.batch, device)]
     jobs += [Job("rs-plugin", "resnet50", IMAGENET_SHAPE, (n,), args.batch, device) for n in args.resnet50_n]
     jobs += [Job("ART", "stand-in", IMAGENET_SHAPE, (n,), args.batch, device) for n in args.art_n]
     if args.small_cnn:
-        jobs += [Job(which, "small-cnn", SMALL_SHAPE, (args.n,), args.batch, device) for which in ("rs-plugin", "ART")]
+        jobs += [Job("rs-plugin", "small-cnn", SMALL_SHAPE, ladder(args.n, args.batch), args.batch, device),
+                 Job("ART", "small-cnn", SMALL_SHAPE, (args.n,), args.batch, device)]
     print(f"peak resident memory added by one CERTIFY (after a warm-up), each row a fresh process; batch "
           f"{args.batch}, n0 = one batch, device {device}")  # fmt: skip
     print(header(gpu), flush=True)
-    art_points = []
+    art_points, rs_points = [], []
     for job in jobs:
         peaks = measure(job)
-        print(row(job, peaks) + ("" if peaks.method == "VmHWM" else f"  ({peaks.method})"), flush=True)
-        if job.framework == "ART" and job.network == "stand-in":
-            art_points.append((job.ns[-1], peaks.added()))
+        for i in range(len(job.ns)):
+            print(row(job, peaks, i) + ("" if peaks.method == "VmHWM" else f"  ({peaks.method})"), flush=True)
+        if job.network == "stand-in":
+            points = art_points if job.framework == "ART" else rs_points
+            points += [(n, peaks.added(i)) for i, n in enumerate(job.ns)]
     if len(art_points) >= 2:
         slope, extrapolated = art_growth(art_points, args.n)
         print(f"ART on 3x224x224: {slope:,.0f} MB more per 1,000 samples; extrapolated to n = {args.n:,}: "
               f"{extrapolated / 1024:,.1f} GB")  # fmt: skip
+    if args.plot:
+        save_plot(args.plot, rs_points, art_points, args.n)
+        print(f"plot: {args.plot}")
     return 0
 
 

@@ -14,7 +14,9 @@ Repetitions are interleaved so that machine noise hits all alike; each ratio is 
 ratios. n is per network (CPU-sized; ``--n-resnet50`` and the like), ``--quick`` is a smoke run. Freed memory is
 kept for reuse (``rs_plugin.allocator``, as the command line does) unless ``--default-allocator``.
 
-    python benchmarks/resnets.py [--networks resnet20 resnet110 resnet50] [--repeats 5] [--quick]
+``--plot PATH`` saves, per network, the sweep's samples/s against the batch size beside each run's median.
+
+    python benchmarks/resnets.py [--networks resnet20 resnet110 resnet50] [--repeats 5] [--quick] [--plot PATH]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import inspect
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import limit  # benchmarks/limit.py
 import numpy as np
@@ -157,6 +160,31 @@ def compare(name: str, n0: int, n: int, repeats: int, sweep: Sequence[int] = SWE
     return Comparison(name, parameters, n0, n, rates_by_size, candidates, best, rs_plugin_batch(g, x), rates)
 
 
+def save_plot(path: Path, comparisons: Sequence[Comparison]) -> None:
+    """One panel per network: the forward passes' samples/s against the batch size (the sweep), and as horizontal
+    lines the medians of the limit, rs-plugin's CERTIFY (its batch size its own) and ART's at its default and at its
+    best batch."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4 * len(comparisons), 3.6))
+    panels = figure.subplots(1, len(comparisons), squeeze=False)[0]
+    for axes, comparison in zip(panels, comparisons, strict=True):
+        sizes = list(comparison.sweep)
+        axes.plot(sizes, list(comparison.sweep.values()), "-o", color="0.5", label="network alone, by batch size")
+        axes.axhline(statistics.median(comparison.rates[LIMIT]), color="k", linewidth=0.8,
+                     label=f"the limit: batch {comparison.best}, re-measured in the repetitions")
+        for run, color, style in ((RS_PLUGIN, "C0", "-"), (ART_BEST, "C3", "--"), (ART_DEFAULT, "C3", ":")):
+            axes.axhline(statistics.median(comparison.rates[run]), color=color, linestyle=style,
+                         label=f"{run} ({comparison.ratio(run, LIMIT):.2f} of the limit)")
+        axes.set(xscale="log", xlabel="batch size", ylabel="samples/s", ylim=(0, None),
+                 title=f"{comparison.name}, CERTIFY n = {comparison.n:,}")
+        axes.set_xticks(sizes, [str(size) for size in sizes], fontsize=7)
+        axes.legend(fontsize=6, loc="lower right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
@@ -166,16 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, network in NETWORKS.items():
         parser.add_argument(f"--n-{name}", type=int, default=network.n, help=f"CERTIFY's n (default {network.n})")
         parser.add_argument(f"--n0-{name}", type=int, default=network.n0, help=f"CERTIFY's n0 (default {network.n0})")
+    parser.add_argument("--plot", type=Path, default=None, help="save the sweeps and the runs' medians here")
     limit.add_allocator_option(parser)
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; sigma {SIGMA}, alpha {ALPHA}; "
           f"{limit.allocator(args.default_allocator)}")
+    comparisons: list[Comparison] = []
     for name in args.networks:
         n, n0 = getattr(args, f"n_{name}"), getattr(args, f"n0_{name}")
         if args.quick:
             n, n0 = (16 if name == "resnet50" else 32), 8
         repeats, seconds = (1, 0.1) if args.quick else (args.repeats, args.seconds)
-        print("\n" + compare(name, n0, n, repeats, seconds=seconds).table(), flush=True)
+        comparisons.append(compare(name, n0, n, repeats, seconds=seconds))
+        print("\n" + comparisons[-1].table(), flush=True)
+    if args.plot:
+        save_plot(args.plot, comparisons)
+        print(f"\nplot: {args.plot}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """benchmarks/resnets.py, memory.py and start_size.py at their smallest sizes, with the scripts' own functions: the
 side-by-side comparison on a real ResNet reports every ratio, one rs-plugin certification's peak memory does not
-grow with n while ART's does, and the start-size comparison starts where it is told and forgets the sizers it
-made."""
+grow with n while ART's does, the start-size comparison starts where it is told and forgets the sizers it made,
+and both ``--plot`` options write an image."""
 
 from __future__ import annotations
 
@@ -78,3 +78,27 @@ def test_the_memory_table_has_a_row_per_job() -> None:
     assert line.split() == ["ART", "stand-in", "3x224x224", "32", "250", "750.0", "1350"]
     assert memory.header(gpu=False).split()[-4:] == ["added", "MB", "peak", "MB"]
     assert memory.art_growth([(250, 700.0), (1000, 2950.0)], 100_000) == (3000.0, 2950.0 + 3000.0 * 99)
+
+
+def test_the_stand_in_runs_a_ladder_of_n_and_the_plot_shows_both_frameworks(tmp_path) -> None:
+    """rs-plugin's stand-in is measured at n / 100, n / 10 and n (those of one batch at least) in one process, and
+    ``--plot`` draws its points beside ART's and ART's straight line out to n, as a PNG image."""
+    assert memory.ladder(100_000, 32) == (1_000, 10_000, 100_000)
+    assert memory.ladder(1_000, 32) == (100, 1_000) and memory.ladder(1_000, 200) == (1_000,)
+    assert memory.ladder(16, 32) == (16,)  # below one batch: n alone
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "figures" / "memory.png"
+    memory.save_plot(path, [(100_000, 5.0), (1_000, 4.8)], [(250, 754.0), (1_000, 2_871.0)], 100_000)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_resnet_plot_draws_a_panel_per_network(tmp_path) -> None:
+    """``resnets.py --plot``: the sweeps and the runs' medians of several networks in one PNG image."""
+    pytest.importorskip("matplotlib")
+    rates = {resnets.LIMIT: [100.0, 102.0], resnets.RS_PLUGIN: [97.0, 99.0], resnets.ART_DEFAULT: [80.0, 81.0],
+             resnets.ART_BEST: [95.0, 96.0]}
+    comparisons = [resnets.Comparison(name, 1, 8, 16, {1: 40.0, 8: 90.0, 64: 101.0}, [64, 8], 64, "batch size 64",
+                                      rates) for name in ("resnet20", "resnet50")]
+    path = tmp_path / "resnets.png"
+    resnets.save_plot(path, comparisons)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
