@@ -249,8 +249,12 @@ def art_growth(points: Sequence[tuple[int, float]], target: int) -> tuple[float,
     return slope, high + slope * (target - n_high) / 1000
 
 
+PLOT_FLOOR_MB = 0.1
+"""The smallest memory the plot's log scale shows."""
+
+
 def ladder(n: int, batch: int) -> tuple[int, ...]:
-    """The n's of rs-plugin's stand-in run: ``n / 100``, ``n / 10`` and ``n``, those of at least one batch."""
+    """The n's rs-plugin certifies in one process: ``n / 100``, ``n / 10`` and ``n``, those of at least one batch."""
     return tuple(sorted({m for m in (n // 100, n // 10, n) if m >= batch} | {n}))
 
 
@@ -258,13 +262,14 @@ def save_plot(
     path: Path, rs_points: Sequence[tuple[int, float]], art_points: Sequence[tuple[int, float]], target: int
 ) -> None:
     """Memory added against n, log-log: rs-plugin's ``(n, MB)`` points, ART's and its straight line
-    (:func:`art_growth`) out to ``target``."""
+    (:func:`art_growth`) out to ``target``. A point under :data:`PLOT_FLOOR_MB` (a certification can add nothing
+    measurable) is drawn at the floor."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 4))
     axes = figure.subplots()
     ns, mbs = zip(*sorted(rs_points), strict=True)
-    axes.plot(ns, mbs, "-o", color="C0", label="rs-plugin, measured")
+    axes.plot(ns, [max(mb, PLOT_FLOOR_MB) for mb in mbs], "-o", color="C0", label="rs-plugin, measured")
     if art_points:
         ns, mbs = zip(*sorted(art_points), strict=True)
         axes.plot(ns, mbs, "s", color="C3", label="ART, measured (all n copies)")
