@@ -5,13 +5,18 @@ A real run cannot tell how fast the sizes it did not use would have been, and it
 differences it is trying to find, so this benchmark simulates: each chunk the sizer asks for takes ``rows / (rate
 of its size)``, the rate off by a log-normal factor of standard deviation ``--jitter`` (independent chunks), plus
 ``--switch`` seconds whenever the size differs from the previous chunk's (a new size's first batch: new buffers,
-colder caches). The curves are relative speeds by batch size, shaped after ``throughput.py`` and ``resnets.py``
-on a 2-core CPU (their absolute rates only set how many rows a chunk holds). For each curve and run length, over
-``--runs`` seeded runs: the mean and 10th percentile of the run's speed as a fraction of the best size's, the rows
-run at a size on trial, and where the runs ended. ``with average`` is the sizer as it is; ``two wins only`` is the
-same sizer with the average rule switched off (moves only after two trials in a row faster by ``MARGIN``).
+colder caches). ``--drift D`` adds what a shared host does: the machine's speed, the same for every size,
+drifting as a log-normal factor of standard deviation D that forgets itself over ``--drift-seconds`` (an
+Ornstein-Uhlenbeck process in time), so that a trial and the chunks around it can meet different speeds; a run's
+speed is then taken against the best size's at the same machine speeds. The curves are relative speeds by batch
+size, shaped after ``throughput.py`` and ``resnets.py`` on a 2-core CPU (their absolute rates only set how many
+rows a chunk holds). For each curve and run length, over ``--runs`` seeded runs: the mean and 10th percentile of
+the run's speed as a fraction of the best size's, the rows run at a size on trial, and where the runs ended.
+``with average`` is the sizer as it is; ``two wins only`` is the same sizer with the average rule switched off
+(moves only after two trials in a row faster by ``MARGIN``).
 
     python benchmarks/sizer.py [--runs 40] [--jitter 0.03 0.07] [--seconds 20 60 300] [--switch 0.0]
+                               [--drift 0.1 --drift-seconds 2]
 """
 
 from __future__ import annotations
@@ -69,25 +74,46 @@ class Outcome:
                 f"{np.mean(self.trial_shares):6.1%}  ends {ends}")
 
 
+@dataclass(frozen=True)
+class Drift:
+    """The machine's shared speed: a log factor of standard deviation ``sd`` that forgets itself over ``seconds``."""
+
+    sd: float = 0.0
+    seconds: float = 2.0
+
+    def step(self, level: float, elapsed: float, rng: np.random.Generator) -> float:
+        """The log factor ``elapsed`` seconds after it was ``level`` (exact for the Ornstein-Uhlenbeck process)."""
+        if self.sd == 0.0:
+            return 0.0
+        keep = np.exp(-elapsed / self.seconds)
+        return level * keep + self.sd * np.sqrt(1 - keep**2) * rng.standard_normal()
+
+
 def simulate(
-    curve: Curve, seconds: float, jitter: float, switch: float, runs: int, start: int | None = None
+    curve: Curve, seconds: float, jitter: float, switch: float, runs: int, start: int | None = None,
+    drift: Drift = Drift(),
 ) -> Outcome:
     """``runs`` seeded simulated runs of ``seconds`` each of the sizer on ``curve`` (see the module's description),
-    starting at ``start`` (default: where a run on the curve's input starts)."""
+    starting at ``start`` (default: where a run on the curve's input starts). The speed is a fraction of the best
+    size's at the drifting machine's mean speed."""
     outcome = Outcome([], [], collections.Counter())
     for seed in range(runs):
-        rng = np.random.default_rng(seed)
+        rng, machine = np.random.default_rng(seed), np.random.default_rng([seed, 1])
         sizer = BatchSizer(curve.start if start is None else start, max_size=max(curve.relative))
         t = rows = 0.0
+        best = 0.0  # the rows the best size would have run in the same time, at the same machine speeds
         previous = None
+        level = drift.step(0.0, np.inf, machine)
         while t < seconds:
             size = sizer.next_size()
             chunk = sizer.chunk_rows(size)
-            spent = chunk / (curve.rate * curve.relative[size] * np.exp(jitter * rng.standard_normal()))
+            speed = curve.rate * np.exp(level)
+            spent = chunk / (speed * curve.relative[size] * np.exp(jitter * rng.standard_normal()))
             spent += switch if size != previous else 0.0
             sizer.record(size, chunk, spent)
-            t, rows, previous = t + spent, rows + chunk, size
-        outcome.speeds.append(rows / t / curve.rate)
+            t, rows, previous, best = t + spent, rows + chunk, size, best + spent * speed
+            level = drift.step(level, spent, machine)
+        outcome.speeds.append(rows / best)
         outcome.trial_shares.append(sizer.trial_rows / sizer.rows)
         outcome.ends[sizer.size] += 1
     return outcome
@@ -99,9 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, nargs="+", default=[0.03, 0.07])
     parser.add_argument("--seconds", type=float, nargs="+", default=[20.0, 60.0, 300.0])
     parser.add_argument("--switch", type=float, default=0.0, help="seconds lost when the size changes")
+    parser.add_argument("--drift", type=float, default=0.0, help="the machine's drifting speed: its log sd")
+    parser.add_argument("--drift-seconds", type=float, default=2.0, help="how long the drift takes to forget itself")
     args = parser.parse_args(argv)
+    drift = Drift(args.drift, args.drift_seconds)
     evidence = calibration.EVIDENCE_TRIALS
-    print(f"{args.runs} seeded runs per row; switching sizes costs {args.switch} s; columns per variant: mean speed "
+    print(f"{args.runs} seeded runs per row; switching sizes costs {args.switch} s; machine drift {drift.sd:.0%} "
+          f"over {drift.seconds} s; columns per variant: mean speed "
           "and 10th percentile (fractions of the best size's), rows on trial, final sizes (size:runs)")
     for curve in CURVES:
         print(f"\n{curve.name}, starting at {curve.start}")
@@ -110,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results = {}
                 for label, trials in (("with average", evidence), ("two wins only", 10**9)):
                     calibration.EVIDENCE_TRIALS = trials
-                    results[label] = simulate(curve, seconds, jitter, args.switch, args.runs)
+                    results[label] = simulate(curve, seconds, jitter, args.switch, args.runs, drift=drift)
                 calibration.EVIDENCE_TRIALS = evidence
                 for label, outcome in results.items():
                     print(f"  jitter {jitter:.0%}, {seconds:4.0f} s  {label:14} {outcome.cells()}")
