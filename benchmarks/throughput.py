@@ -5,7 +5,8 @@ batches at its best batch size (the best size differs per network, input and mac
 sizes are measured in every repetition, and the limit is the one of the best median (``limit.py``).
 CERTIFY (one input, n0 = 100, n = 20,000) and PREDICT over many inputs (n = 100: a few hundred copies per
 input, so packing several inputs per forward pass matters) run with rs-plugin's default settings (the batch
-size adapted during the run, after a warm-up run), as fractions of that limit; ART's
+size adapted during the run, after a warm-up run), as fractions of that limit; so does CERTIFY at each candidate
+size fixed (at the limit's size it is the loop's own cost; beside the default, what adapting the size did); ART's
 PyTorchRandomizedSmoothing.certify with its default batch size and at the best one. Freed memory is kept for reuse
 (``rs_plugin.allocator``, as the command line does) unless ``--default-allocator``. Repetitions are interleaved
 so that machine noise hits all alike; the median of per-repetition ratios is reported. ``--disturb S`` runs a
@@ -20,6 +21,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -60,6 +62,13 @@ def small_cnn(width: int = 16) -> nn.Module:
     ).eval()
 
 
+def fixed_certify(model: nn.Module, x: np.ndarray, n0: int, n: int, size: int) -> Callable[[], float]:
+    """A timed rs-plugin CERTIFY of ``x`` at the fixed batch size ``size``: beside the default's, it tells the loop's
+    own cost at the limit's size from what the adaptive size gains or loses."""
+    g = SmoothedClassifier(model, 10, SIGMA, seed=0, batch_size=size)
+    return lambda: timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n)
+
+
 def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, disturb: float) -> None:
     model = small_cnn(width)
     rng = np.random.default_rng(0)
@@ -78,6 +87,7 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
     runs = {
         **candidate_runs(model, x, candidates, SIGMA, n0 + n),
         "rs-plugin certify": lambda: timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n),
+        **{f"rs-plugin certify (batch {size})": fixed_certify(model, x, n0, n, size) for size in candidates},
         "rs-plugin predict_many n=100": lambda: timed(
             lambda: g.predict_many(xs, 100, ALPHA, progress=False), 100 * predict_inputs
         ),
