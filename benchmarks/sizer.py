@@ -94,8 +94,8 @@ def simulate(
     drift: Drift = Drift(),
 ) -> Outcome:
     """``runs`` seeded simulated runs of ``seconds`` each of the sizer on ``curve`` (see the module's description),
-    starting at ``start`` (default: where a run on the curve's input starts). The speed is a fraction of the best
-    size's at the drifting machine's mean speed."""
+    starting at ``start`` (default: where a run on the curve's input starts). A run's speed is its rows over those
+    the best size would have run in the same time at the same (drifting) machine speeds."""
     outcome = Outcome([], [], collections.Counter())
     for seed in range(runs):
         rng, machine = np.random.default_rng(seed), np.random.default_rng([seed, 1])

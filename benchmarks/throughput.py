@@ -62,10 +62,9 @@ def small_cnn(width: int = 16) -> nn.Module:
     ).eval()
 
 
-def fixed_certify(model: nn.Module, x: np.ndarray, n0: int, n: int, size: int) -> Callable[[], float]:
-    """A timed rs-plugin CERTIFY of ``x`` at the fixed batch size ``size``: beside the default's, it tells the loop's
-    own cost at the limit's size from what the adaptive size gains or loses."""
-    g = SmoothedClassifier(model, 10, SIGMA, seed=0, batch_size=size)
+def certify_run(g: SmoothedClassifier, x: np.ndarray, n0: int, n: int) -> Callable[[], float]:
+    """A timed CERTIFY of ``x`` by ``g``, ready to call (samples/s). With ``g`` at a fixed batch size, beside the
+    default's, it tells the loop's own cost at the limit's size from what the adaptive size gains or loses."""
     return lambda: timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n)
 
 
@@ -86,8 +85,13 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
     art_best = candidates[0]
     runs = {
         **candidate_runs(model, x, candidates, SIGMA, n0 + n),
-        "rs-plugin certify": lambda: timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n),
-        **{f"rs-plugin certify (batch {size})": fixed_certify(model, x, n0, n, size) for size in candidates},
+        "rs-plugin certify": certify_run(g, x, n0, n),
+        **{
+            f"rs-plugin certify (batch {size})": certify_run(
+                SmoothedClassifier(model, 10, SIGMA, seed=0, batch_size=size), x, n0, n
+            )
+            for size in candidates
+        },
         "rs-plugin predict_many n=100": lambda: timed(
             lambda: g.predict_many(xs, 100, ALPHA, progress=False), 100 * predict_inputs
         ),
