@@ -53,8 +53,10 @@ def radii(name: str, value: float | Sequence[float]) -> list[float]:
 
 def real_input(x: Any) -> None:
     """``ValueError`` naming ``x`` when it holds complex numbers (converting them to float would drop their
-    imaginary part); every face refuses them."""
-    if np.iscomplexobj(x) or "complex" in str(getattr(x, "dtype", "")):
+    imaginary part); every face refuses them. An array of any framework is judged by its ``dtype`` alone, never
+    converted (a tensor that requires a gradient, or of a dtype numpy lacks, is checked like any other)."""
+    dtype = getattr(x, "dtype", None)
+    if ("complex" in str(dtype)) if dtype is not None else np.iscomplexobj(x):
         raise ValueError(f"x must hold real numbers, got complex values ({getattr(x, 'dtype', type(x).__name__)})")
 
 

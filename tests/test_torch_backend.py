@@ -95,6 +95,38 @@ def test_bad_model_outputs_and_shapes_are_reported() -> None:
         SmoothedClassifier(net, 2, 0.5).certify(torch.tensor([[0.0, float("nan")]]), 10, 10, 0.01)
 
 
+INPUT_KINDS = {
+    "numpy float32": lambda v: np.array(v, dtype=np.float32),
+    "numpy float64": lambda v: np.array(v, dtype=np.float64),
+    "list": lambda v: v,
+    "tensor float32": lambda v: torch.tensor(v),
+    "tensor float64": lambda v: torch.tensor(v, dtype=torch.float64),
+    "tensor bfloat16": lambda v: torch.tensor(v, dtype=torch.bfloat16),
+    "tensor requiring grad": lambda v: torch.tensor(v, requires_grad=True),
+}
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_every_kind_of_input_is_checked_for_nan_and_infinity_and_kept_as_given(kind: str) -> None:
+    """Whatever the input is (numpy, a list, a CPU tensor of any float dtype, one that requires a gradient), its
+    values are checked on the host: a NaN, an infinity, or a float64 beyond float32's range is refused with the
+    one-line error; a finite input arrives as float32 on the model's device with its values, and is certified as
+    its float32 numpy twin is (a bfloat16 tensor or one requiring a gradient once crashed in the complex check)."""
+    backend, make = TorchBackend(linear_net([1.0, 0.0], 0.0), 2), INPUT_KINDS[kind]
+    prepared = backend.prepare(make([[0.25, -1.5]]))
+    assert prepared.dtype == torch.float32 and prepared.device == backend.device and not prepared.requires_grad
+    assert prepared.tolist() == [[0.25, -1.5]]
+    net = linear_net([1.0, 0.0], 0.0)
+    assert SmoothedClassifier(net, 2, 0.5, seed=1).certify(make([[0.25, -1.5]]), 10, 100, 0.01) == SmoothedClassifier(
+        net, 2, 0.5, seed=1).certify(np.array([[0.25, -1.5]], dtype=np.float32), 10, 100, 0.01)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match=r"^x contains NaN or infinite values \(shape \(1, 2\)\)$"):
+            backend.prepare(make([[0.25, bad]]))
+    if "float64" in kind or kind == "list":
+        with pytest.raises(ValueError, match="x contains NaN or infinite"):
+            backend.prepare(make([[0.25, 1e39]]))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_model_gets_noise_and_inputs_on_its_device() -> None:
     net = linear_net([1.0, 0.0], 0.0).cuda()

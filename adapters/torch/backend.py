@@ -62,14 +62,22 @@ class TorchBackend:
         """Below the smallest batch that ran out of device memory (None: none has)."""
 
     def prepare(self, x: Any) -> torch.Tensor:
+        """``x`` as a float32 tensor on the model's device; ``ValueError`` for an input that is complex, not numeric,
+        a scalar, or holds a NaN or infinity. The values are checked where they are: on the host for a numpy array
+        or a CPU tensor (before any copy to the device, which then need not be waited for), on the device for a
+        tensor already there."""
         real_input(x)
         if isinstance(x, torch.Tensor):
             x = x.detach()
         try:
-            tensor = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+            host = np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else None
+            tensor = torch.as_tensor(x if host is None else host, dtype=torch.float32, device=self.device)
         except (TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
-        check_finite(bool(torch.isfinite(tensor).all()), tuple(tensor.shape))
+        if host is None and tensor.device.type == "cpu":
+            host = tensor.numpy()
+        finite = bool(np.isfinite(host).all()) if host is not None else bool(torch.isfinite(tensor).all())
+        check_finite(finite, tuple(tensor.shape))
         return tensor
 
     def stream(self, noise: Noise, seed: int) -> TorchStream:

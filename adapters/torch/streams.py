@@ -101,8 +101,9 @@ class TorchStream:
             self.noise.check_fill(tuple(out.shape))
         flat = out.view(-1) if out.is_contiguous() else torch.empty(out.numel(), dtype=out.dtype, device=out.device)
         taken = min(self._carried, len(flat))
-        flat[:taken] = self._carry[self._block - self._carried : self._block - self._carried + taken]
-        self._carried -= taken
+        if taken:
+            flat[:taken] = self._carry[self._block - self._carried : self._block - self._carried + taken]
+            self._carried -= taken
         whole = (len(flat) - taken) // self._block * self._block
         self._draw(flat[taken : taken + whole])
         rest = len(flat) - taken - whole
