@@ -8,11 +8,16 @@ offsets and ones the scatter adds, are computed once, for the first batch, and s
 This script runs those steps with plain torch calls, one after the other as the loop does, and times each with
 ``time.perf_counter`` (all of them are synchronous on a CPU). Small operations take far longer right after the
 network than alone (the network's activations have just evicted the caches: a plain 32 MB copy does the same to
-them), so timing them alone understates them; the script prints both. The last line is the ceiling these steps
-leave for rs-plugin against the network alone:
-network / (network + steps), before any per-call or batch-size cost.
+them), so timing them alone understates them; the script prints both. The steps' line ends with the ceiling they
+leave for rs-plugin against the network alone: network / (network + steps), before any per-call or batch-size cost.
 
-    python benchmarks/loop_steps.py [--width 16] [--batch 256] [--batches 400]
+Then the whole loops, at the same batch size, in interleaved rounds: those plain steps one after the other,
+rs-plugin's ``TorchBackend.counts`` and ``SmoothedClassifier.certify`` (n0 = 100 of the same rows) with the batch size
+fixed; the differences per batch are rs-plugin's own bookkeeping (the plan, the streams, the checks, Python) and,
+for CERTIFY, its per-call cost. On the CNN they are smaller than the network's own scatter; ``--linear`` puts a
+linear model (one 784 x 10 layer) in its place, whose forward pass is short enough for them to show.
+
+    python benchmarks/loop_steps.py [--width 16 | --linear] [--batch 256] [--batches 400] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -24,9 +29,24 @@ from collections.abc import Callable, Sequence
 
 import torch
 from limit import add_allocator_option, allocator  # benchmarks/limit.py
-from throughput import SHAPE, SIGMA, small_cnn
+from throughput import ALPHA, SHAPE, SIGMA, small_cnn
+from torch import nn
+
+from rs_plugin import SmoothedClassifier
+from rs_plugin.adapters.torch import TorchBackend, TorchStream
+from rs_plugin.noises import Gaussian
 
 STEPS = ("noise", "add input", "network", "argmax", "finite check", "scatter votes")
+LOOPS = ("plain steps", "rs-plugin counts", "rs-plugin certify")
+
+
+def base(width: int) -> nn.Module:
+    """The tiny CNN of ``throughput.py`` with ``width`` channels, or for ``width`` 0 a linear model on the same
+    inputs (a forward pass short enough for the loop's own costs to show)."""
+    if width:
+        return small_cnn(width)
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(SHAPE[-1] * SHAPE[-2], 10)).eval()
 
 
 def alone(step: Callable[[], object], repeats: int = 2000) -> float:
@@ -41,8 +61,8 @@ def alone(step: Callable[[], object], repeats: int = 2000) -> float:
 def in_loop(width: int, batch: int, batches: int) -> tuple[dict[str, float], dict[str, float]]:
     """Median seconds per batch of each of :data:`STEPS` inside a loop of ``batches`` batches (the first 20 left
     out as warm-up), and of the small steps alone."""
+    model = base(width)
     torch.manual_seed(0)
-    model = small_cnn(width).eval()
     x = torch.rand(SHAPE)
     noisy = torch.empty(batch, *SHAPE)
     generator = torch.Generator().manual_seed(0)
@@ -75,18 +95,61 @@ def in_loop(width: int, batch: int, batches: int) -> tuple[dict[str, float], dic
     return {step: statistics.median(values) for step, values in times.items()}, isolated
 
 
+def whole_loops(width: int, batch: int, batches: int, rounds: int) -> dict[str, float]:
+    """Median seconds per batch of each of :data:`LOOPS` over ``batches`` full batches of one input's noisy
+    copies (after one warm-up run each), in ``rounds`` interleaved rounds."""
+    model, rows = base(width), batch * batches
+    torch.manual_seed(0)
+    x = torch.rand(SHAPE)
+    noisy, generator = torch.empty(batch, *SHAPE), torch.Generator().manual_seed(0)
+    offsets, ones = torch.zeros(batch, dtype=torch.int64), torch.ones(batch, dtype=torch.int64)
+
+    def plain() -> None:
+        with torch.inference_mode():
+            extremes, counts = [], torch.zeros(10, dtype=torch.int64)
+            for _ in range(batches):
+                noisy.normal_(0.0, SIGMA, generator=generator).add_(x)
+                logits = model(noisy)
+                extremes.extend(torch.aminmax(logits))
+                counts.scatter_add_(0, offsets + logits.argmax(1), ones)
+
+    backend = TorchBackend(model, 10)
+    fixed = SmoothedClassifier(model, 10, SIGMA, seed=0, batch_size=batch)
+    loops: dict[str, Callable[[], object]] = {
+        "plain steps": plain,
+        "rs-plugin counts": lambda: backend.counts([x], [rows], [TorchStream(Gaussian(SIGMA), 0)], batch),
+        "rs-plugin certify": lambda: fixed.certify(x.numpy(), 100, rows - 100, ALPHA),
+    }
+    times: dict[str, list[float]] = {name: [] for name in loops}
+    for loop in loops.values():
+        loop()
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            loop()
+            times[name].append((time.perf_counter() - start) / batches)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=16, help="channels of the CNN's first layer (16 or 32)")
+    parser.add_argument("--linear", action="store_true", help="a linear model instead of the CNN")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the whole loops (0: none)")
     add_allocator_option(parser)
     args = parser.parse_args(argv)
     if args.batches <= 20:
         parser.error(f"--batches must be above 20 (the warm-up), got {args.batches}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CNN of width {args.width}, batch "
+    if args.rounds < 0 or args.batch * args.batches <= 100:
+        parser.error(f"--rounds must be 0 or more and --batch x --batches above 100 (CERTIFY's n0), got "
+                     f"{args.rounds} and {args.batch} x {args.batches}")
+    width = 0 if args.linear else args.width
+    model = "a linear model" if args.linear else f"CNN of width {args.width}"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {model}, batch "
           f"{args.batch} of {'x'.join(map(str, SHAPE))}; {allocator(args.default_allocator)}")
-    medians, isolated = in_loop(args.width, args.batch, args.batches)
+    medians, isolated = in_loop(width, args.batch, args.batches)
     print(f"  {'step':16}{'in the loop':>14}{'alone':>12}  (median per batch)")
     for step, seconds in medians.items():
         single = f"{isolated[step] * 1e6:10.1f} us" if step in isolated else ""
@@ -95,6 +158,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = sum(medians.values()) - network
     print(f"  the steps besides the network: {steps * 1e6:,.0f} us, {steps / network:.1%} of the network's time; "
           f"ceiling network / (network + steps) = {network / (network + steps):.3f}")
+    if args.rounds:
+        loops = whole_loops(width, args.batch, args.batches, args.rounds)
+        plain = loops["plain steps"]
+        print(f"  {'whole loop':20}{'per batch':>12}{'beyond plain':>14}{'plain / loop':>14}  (median of "
+              f"{args.rounds} interleaved rounds of {args.batches} batches)")
+        for name, seconds in loops.items():
+            print(f"  {name:20}{seconds * 1e6:9.1f} us{(seconds - plain) * 1e6:11.1f} us{plain / seconds:14.3f}")
     return 0
 
 
