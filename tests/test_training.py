@@ -3,6 +3,7 @@ refusing foreign files), the plugin lookup, `rs-plugin train`, and the ART estim
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -582,19 +583,16 @@ def cli_acr(tmp_path_factory) -> Callable[[str], float]:
     """
     from rs_plugin.results import read_results
 
-    acr: dict[str, float] = {}
-
+    @functools.cache
     def of(method: str) -> float:
-        if method not in acr:
-            folder = tmp_path_factory.mktemp(method)
-            checkpoint, results = folder / f"{method}.pt", folder / f"{method}.tsv"
-            assert main(["train", "--method", method, "--sigma", "0.5", "--no-progress",
-                         "--out", str(checkpoint)]) == 0
-            assert main(["certify", "--checkpoint", str(checkpoint), "--sigma", "0.5", "--n", "1000",
-                         "--no-progress", "--out", str(results)]) == 0
-            rows = read_results(results)
-            acr[method] = float(((rows["correct"] == 1) * rows["radius"]).mean())
-        return acr[method]
+        folder = tmp_path_factory.mktemp(method)
+        checkpoint, results = folder / f"{method}.pt", folder / f"{method}.tsv"
+        assert main(["train", "--method", method, "--sigma", "0.5", "--no-progress",
+                     "--out", str(checkpoint)]) == 0
+        assert main(["certify", "--checkpoint", str(checkpoint), "--sigma", "0.5", "--n", "1000",
+                     "--no-progress", "--out", str(results)]) == 0
+        rows = read_results(results)
+        return float(((rows["correct"] == 1) * rows["radius"]).mean())
 
     return of
 
