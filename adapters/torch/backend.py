@@ -28,6 +28,15 @@ def check_logits(logits: Any, batch: int, num_classes: int | None, input_shape: 
         raise diverged("logits", batch)
 
 
+def _float32(x: Any) -> np.ndarray:
+    """``x`` as a float32 numpy array (itself when it is one); a value beyond float32's range becomes an infinity
+    silently, for the finiteness check to refuse."""
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        return x
+    with np.errstate(over="ignore"):
+        return np.asarray(x, dtype=np.float32)
+
+
 class TorchBackend:
     """Evaluates an ``nn.Module`` returning logits ``(B, num_classes)`` on the batches of :func:`noisy_batches`.
 
@@ -70,7 +79,7 @@ class TorchBackend:
         if isinstance(x, torch.Tensor):
             x = x.detach()
         try:
-            host = np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else None
+            host = None if isinstance(x, torch.Tensor) else _float32(x)
             tensor = torch.as_tensor(x if host is None else host, dtype=torch.float32, device=self.device)
         except (TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
