@@ -130,3 +130,15 @@ def test_without_cuda_the_gpu_benchmark_stops_with_one_line(capsys) -> None:
     assert gpu.main(["--device", "cpu"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("gpu.py: no CUDA device here")
+
+
+def test_the_prepared_gpu_session_script_is_valid_bash_and_names_what_exists() -> None:
+    """``.ci/gpu`` (the one call a lent GPU machine gets) parses, and every test file and benchmark it runs exists:
+    a typo there would cost a scarce GPU session. ``bash .ci/gpu --dry-run`` runs it whole on the CPU."""
+    script = ROOT / ".ci" / "gpu"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    named = {word for word in text.replace('"', " ").replace("(", " ").replace(")", " ").split()
+             if word.startswith(("tests/", "benchmarks/"))}
+    assert {"tests/test_torch_backend.py", "tests/test_smoothed_module.py", "benchmarks/gpu.py"} <= named
+    assert all((ROOT / path).is_file() for path in named), named
