@@ -84,7 +84,7 @@ class TorchBackend:
         except (TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
         if host is None and tensor.device.type == "cpu":
-            host = tensor.numpy()
+            host = tensor.numpy(force=True)  # zero-copy; resolves a lazily negated or conjugated view
         finite = bool(np.isfinite(host).all()) if host is not None else bool(torch.isfinite(tensor).all())
         check_finite(finite, tuple(tensor.shape))
         return tensor
