@@ -88,7 +88,7 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
         **candidate_runs(model, x, candidates, SIGMA, n0 + n),
         "rs-plugin certify": certify_run(g, x, n0, n),
         **{
-            f"rs-plugin certify (batch {size})": certify_run(
+            fixed_label(size): certify_run(
                 SmoothedClassifier(model, 10, SIGMA, seed=0, batch_size=size), x, n0, n
             )
             for size in candidates
@@ -119,9 +119,14 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
           "ratios; of its size: against the forward pass at the same batch size, no size chosen by the timings)")
     for name, values in rates.items():
         ratio = median_ratio(values, rates[LIMIT])
-        size = next((at_batch(s) for s in candidates if name == f"rs-plugin certify (batch {s})"), None)
+        size = next((at_batch(s) for s in candidates if name == fixed_label(s)), None)
         own = f"{median_ratio(values, rates[size]):13.3f}" if size else ""
         print(f"  {name:32}{statistics.median(values):12,.0f}{ratio:10.3f}{own}")
+
+
+def fixed_label(size: int) -> str:
+    """The label of CERTIFY's rates with the batch size fixed at ``size``."""
+    return f"rs-plugin certify (batch {size})"
 
 
 def median_ratio(values: list[float], limits: list[float]) -> float:
