@@ -52,10 +52,12 @@ class Backend(Protocol):
 
 
 def check_input(x: Any) -> np.ndarray:
-    """One input as a float32 array; ``ValueError`` naming ``x`` unless it is a finite, non-scalar real array."""
+    """One input as a float32 array (``x`` itself when it is one); ``ValueError`` naming ``x`` unless it is a finite,
+    non-scalar real array (a value beyond float32's range is refused as infinite, without numpy's overflow warning)."""
     real_input(x)
     try:
-        arr = np.asarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
         raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
     check_finite(bool(np.isfinite(arr).all()), arr.shape)

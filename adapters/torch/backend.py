@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rs_plugin.backends import check_finite, check_scores, diverged, run_base, split_rows
+from rs_plugin.backends import check_finite, check_input, check_scores, diverged, run_base, split_rows
 from rs_plugin.checks import real_input
 from rs_plugin.noises import Noise
 
@@ -26,15 +26,6 @@ def check_logits(logits: Any, batch: int, num_classes: int | None, input_shape: 
     check_scores(shape, batch, shape[1] if num_classes is None else num_classes, input_shape)
     if not bool(torch.isfinite(logits).all()):
         raise diverged("logits", batch)
-
-
-def _float32(x: Any) -> np.ndarray:
-    """``x`` as a float32 numpy array (itself when it is one); a value beyond float32's range becomes an infinity
-    silently, for the finiteness check to refuse."""
-    if isinstance(x, np.ndarray) and x.dtype == np.float32:
-        return x
-    with np.errstate(over="ignore"):
-        return np.asarray(x, dtype=np.float32)
 
 
 class TorchBackend:
@@ -72,20 +63,20 @@ class TorchBackend:
 
     def prepare(self, x: Any) -> torch.Tensor:
         """``x`` as a float32 tensor on the model's device; ``ValueError`` for an input that is complex, not numeric,
-        a scalar, or holds a NaN or infinity. The values are checked where they are: on the host for a numpy array
-        or a CPU tensor (before any copy to the device, which then need not be waited for), on the device for a
-        tensor already there."""
+        a scalar, or holds a NaN or infinity. The values are checked where they are: on the host for anything but a
+        tensor on a device (:func:`rs_plugin.backends.check_input` before any copy to the device, which then need not
+        be waited for), on the device for a tensor already there."""
+        if not isinstance(x, torch.Tensor):
+            return torch.as_tensor(check_input(x), device=self.device)
         real_input(x)
-        if isinstance(x, torch.Tensor):
-            x = x.detach()
         try:
-            host = None if isinstance(x, torch.Tensor) else _float32(x)
-            tensor = torch.as_tensor(x if host is None else host, dtype=torch.float32, device=self.device)
+            tensor = torch.as_tensor(x.detach(), dtype=torch.float32, device=self.device)
         except (TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
-        if host is None and tensor.device.type == "cpu":
-            host = tensor.numpy(force=True)  # zero-copy; resolves a lazily negated or conjugated view
-        finite = bool(np.isfinite(host).all()) if host is not None else bool(torch.isfinite(tensor).all())
+        if tensor.device.type == "cpu":  # numpy(force=True): zero-copy; resolves a lazily negated or conjugated view
+            finite = bool(np.isfinite(tensor.numpy(force=True)).all())
+        else:
+            finite = bool(torch.isfinite(tensor).all())
         check_finite(finite, tuple(tensor.shape))
         return tensor
 
