@@ -112,11 +112,11 @@ def test_every_kind_of_input_is_checked_for_nan_and_infinity_and_kept_as_given(k
     values are checked on the host: a NaN, an infinity, or a float64 beyond float32's range is refused with the
     one-line error; a finite input arrives as float32 on the model's device with its values, and is certified as
     its float32 numpy twin is (a bfloat16 tensor or one requiring a gradient once crashed in the complex check)."""
-    backend, make = TorchBackend(linear_net([1.0, 0.0], 0.0), 2), INPUT_KINDS[kind]
+    net, make = linear_net([1.0, 0.0], 0.0), INPUT_KINDS[kind]
+    backend = TorchBackend(net, 2)
     prepared = backend.prepare(make([[0.25, -1.5]]))
     assert prepared.dtype == torch.float32 and prepared.device == backend.device and not prepared.requires_grad
     assert prepared.tolist() == [[0.25, -1.5]]
-    net = linear_net([1.0, 0.0], 0.0)
     assert SmoothedClassifier(net, 2, 0.5, seed=1).certify(make([[0.25, -1.5]]), 10, 100, 0.01) == SmoothedClassifier(
         net, 2, 0.5, seed=1).certify(np.array([[0.25, -1.5]], dtype=np.float32), 10, 100, 0.01)
     for bad in (float("nan"), float("inf"), -float("inf")):
