@@ -18,7 +18,7 @@ import numpy as np
 
 from . import sequential
 from .bounds import lower_confidence_bound, top_two_differ
-from .checks import positive_int, probability
+from .checks import positive_int, probability, real_input
 from .checks import radii as check_radii
 from .noises import Noise
 
@@ -130,9 +130,14 @@ def check_input_scale(xs: Any, sigma: float) -> None:
 
 
 def _extremes(x: Any) -> tuple[float, float]:
-    if np.iscomplexobj(x):  # refused with a one-line error when the inputs are prepared
-        raise TypeError("complex inputs")
+    real_input(x)  # by dtype, never converting x; complex inputs are refused when the inputs are prepared
     if hasattr(x, "min") and hasattr(x, "max"):  # numpy arrays and torch tensors, on any device
-        return float(x.min()), float(x.max())
+        return _number(x.min()), _number(x.max())
     values = np.asarray(x, dtype=np.float64)
     return float(values.min()), float(values.max())
+
+
+def _number(value: Any) -> float:
+    """A 0-d array or tensor (or a number) as a float, through ``item()`` where it has one: a tensor that requires
+    a gradient converts without torch's warning."""
+    return float(value.item() if hasattr(value, "item") else value)

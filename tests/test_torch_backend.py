@@ -13,6 +13,7 @@ from torch import nn  # noqa: E402
 from rs_plugin import SmoothedClassifier  # noqa: E402
 from rs_plugin.adapters.models import Normalize  # noqa: E402
 from rs_plugin.adapters.torch import TorchBackend  # noqa: E402
+from rs_plugin.diagnostics import PreflightWarning  # noqa: E402
 from rs_plugin.noises import Gaussian  # noqa: E402
 
 
@@ -111,7 +112,8 @@ def test_every_kind_of_input_is_checked_for_nan_and_infinity_and_kept_as_given(k
     """Whatever the input is (numpy, a list, a CPU tensor of any float dtype, one that requires a gradient), its
     values are checked on the host: a NaN, an infinity, or a float64 beyond float32's range is refused with the
     one-line error; a finite input arrives as float32 on the model's device with its values, and is certified as
-    its float32 numpy twin is (a bfloat16 tensor or one requiring a gradient once crashed in the complex check)."""
+    its float32 numpy twin is (a bfloat16 tensor or one requiring a gradient once crashed in the complex check), and
+    is warned about when it spans far more than sigma (once silently skipped for those two)."""
     net, make = linear_net([1.0, 0.0], 0.0), INPUT_KINDS[kind]
     backend = TorchBackend(net, 2)
     prepared = backend.prepare(make([[0.25, -1.5]]))
@@ -125,6 +127,9 @@ def test_every_kind_of_input_is_checked_for_nan_and_infinity_and_kept_as_given(k
     if "float64" in kind or kind == "list":
         with pytest.raises(ValueError, match="x contains NaN or infinite"):
             backend.prepare(make([[0.25, 1e39]]))
+    with pytest.warns(PreflightWarning, match=r"the inputs span \[0, 255\]") as warned:  # pixels 0-255, sigma 0.5
+        SmoothedClassifier(net, 2, 0.5, seed=1).certify_many([make([[0.0, 255.0]])], 10, 100, 0.01, progress=False)
+    assert [type(w.message) for w in warned] == [PreflightWarning]  # and nothing else (torch's grad warning once)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
