@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .checks import real_input
+from .checks import float32_array
 from .engine import NumpyStream, noisy_batches
 from .hookspecs import hookimpl
 from .noises import Noise
@@ -54,12 +54,7 @@ class Backend(Protocol):
 def check_input(x: Any) -> np.ndarray:
     """One input as a float32 array (``x`` itself when it is one); ``ValueError`` naming ``x`` unless it is a finite,
     non-scalar real array (a value beyond float32's range is refused as infinite, without numpy's overflow warning)."""
-    real_input(x)
-    try:
-        with np.errstate(over="ignore"):
-            arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"x must be one numeric input, got {type(x).__name__}: {err}") from err
+    arr = float32_array(x)
     check_finite(bool(np.isfinite(arr).all()), arr.shape)
     return arr
 

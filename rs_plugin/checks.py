@@ -60,6 +60,18 @@ def real_input(x: Any) -> None:
         raise ValueError(f"x must hold real numbers, got complex values ({getattr(x, 'dtype', type(x).__name__)})")
 
 
+def float32_array(x: Any, what: str = "one numeric input") -> np.ndarray:
+    """``x`` as a float32 array (``x`` itself when it is one); ``ValueError`` naming ``x`` (it must be ``what``) when it
+    holds complex numbers (:func:`real_input`) or cannot be converted (a string, a ragged list). A value beyond
+    float32's range becomes infinite without numpy's overflow warning: the finiteness check that follows refuses it."""
+    real_input(x)
+    try:
+        with np.errstate(over="ignore"):
+            return np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"x must be {what}, got {type(x).__name__}: {err}") from err
+
+
 def seed(name: str, value: Any) -> int | None:
     """``value`` unchanged; ``ValueError`` unless it is None or a non-negative int."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0):

@@ -375,8 +375,7 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
         return self._softmax.average(x, copies, self._next_seed(), batch_size, labels, gradient)
 
     def _inputs(self, x: Any, *, fitting: bool = False) -> np.ndarray:
-        checks.real_input(x)
-        x = np.asarray(x, dtype=np.float32)
+        x = checks.float32_array(x, "a numeric batch")
         shape = self.input_shape
         if shape is None and not fitting:
             raise ValueError(f"classifier: the wrapped {type(self.classifier).__name__} is not fitted; call fit first")
