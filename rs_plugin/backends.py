@@ -6,6 +6,7 @@ This module is also the built-in plugin for plain callables: any function mappin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -53,16 +54,19 @@ class Backend(Protocol):
 
 def check_input(x: Any) -> np.ndarray:
     """One input as a float32 array (``x`` itself when it is one); ``ValueError`` naming ``x`` unless it is a finite,
-    non-scalar real array (a value beyond float32's range is refused as infinite, without numpy's overflow warning)."""
+    non-scalar, non-empty real array (a value beyond float32's range is refused as infinite, without numpy's overflow
+    warning)."""
     arr = float32_array(x)
     check_finite(bool(np.isfinite(arr).all()), arr.shape)
     return arr
 
 
 def check_finite(finite: bool, shape: tuple[int, ...]) -> None:
-    """Raise the ``ValueError`` for an input that is not a finite, non-scalar array."""
+    """Raise the ``ValueError`` for an input that is not a finite, non-scalar array holding at least one value."""
     if len(shape) == 0:
         raise ValueError("x must be one input without batch dimension, got a scalar")
+    if math.prod(shape) == 0:
+        raise ValueError(f"x holds no values (shape {shape}): give one input with its features")
     if not finite:
         raise ValueError(f"x contains NaN or infinite values (shape {shape})")
 
