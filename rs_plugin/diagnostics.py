@@ -38,6 +38,16 @@ def best_lower_bound(n: int, alpha: float, *, sequence: str | None = None) -> fl
     return sequential.make_sequence(sequence, alpha, n).lower(n, n)
 
 
+def smallest_n(alpha: float, *, sequence: str | None = None) -> int:
+    """The smallest ``n`` whose unanimous estimation samples give a lower bound above 1/2 at level ``alpha`` (below
+    it CERTIFY can only abstain); ``sequence`` as in :func:`best_lower_bound`. An anytime-valid bound is never
+    tighter than Clopper-Pearson's at a fixed ``n``, so the search starts at the fixed-``n`` answer."""
+    n = math.floor(math.log2(1 / alpha)) + 1  # fixed n: alpha ** (1 / n) > 1/2
+    while sequence is not None and best_lower_bound(n, alpha, sequence=sequence) <= 0.5:
+        n += 1
+    return n
+
+
 def largest_radius(noise: Noise, n: int, alpha: float, *, sequence: str | None = None) -> float:
     """The largest radius CERTIFY can return with ``n`` estimation samples at level ``alpha`` (0 when it can only
     abstain); ``sequence`` as in :func:`best_lower_bound`."""
@@ -61,10 +71,11 @@ def check_certify(
     targets = None if target_radius is None else check_radii("target_radius", target_radius)
     best = largest_radius(noise, n, alpha, sequence=sequence)
     if best <= 0:
-        needed = math.floor(math.log2(1 / alpha)) + 1  # the smallest n with alpha ** (1 / n) > 1/2
+        bound = "" if sequence is None else f" (the {sequence} sequence's)"
         raise ValueError(
             f"n={n} with alpha={alpha} cannot certify any radius: even with all {n} samples on one class the "
-            f"lower bound on its probability is at most 1/2, so every example abstains; use n >= {needed}"
+            f"lower bound{bound} on its probability is at most 1/2, so every example abstains; use n >= "
+            f"{smallest_n(alpha, sequence=sequence)}"
         )
     if lower_confidence_bound(n - 1, n, alpha) <= 0.5:
         warnings.warn(

@@ -52,6 +52,24 @@ def test_sequential_certification_never_exceeds_its_largest_radius():
     assert 0.25 <= certificate.radius <= best < 2.0
 
 
+@pytest.mark.parametrize("sequence", [None, "betting", "bonferroni"])
+@pytest.mark.parametrize("alpha", [0.2, 0.01, 0.001, 1e-6])
+def test_the_smallest_n_a_refusal_names_is_exact_for_fixed_n_and_each_sequence(sequence, alpha):
+    """``use n >= m``: m - 1 samples are refused and m certify a radius, fixed or sequential (a sequential run once
+    named the fixed-n figure, which its own bound refused)."""
+    smoothed = SmoothedClassifier(Counting(), 2, 0.25, seed=0)
+    options = {} if sequence is None else {"target_radius": 0.1, "sequence": sequence}
+    with pytest.raises(ValueError, match=r"use n >= (\d+)$") as refused:
+        smoothed.certify(X[0], 10, 2, alpha, **options)
+    needed = int(refused.value.args[0].rsplit(" ", 1)[1])
+    if needed > 2:
+        with pytest.raises(ValueError, match=f"n={needed - 1} .*use n >= {needed}$"):
+            smoothed.certify(X[0], 10, needed - 1, alpha, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreflightWarning)
+        assert smoothed.certify(X[0], 10, needed, alpha, **options).radius > 0
+
+
 def test_n_and_alpha_that_can_only_abstain_are_refused_before_any_sample():
     base = Counting()
     smoothed = SmoothedClassifier(base, 2, 0.25, seed=0)
