@@ -19,8 +19,11 @@ def lower_confidence_bound(k: int, n: int, alpha: float) -> float:
 
 
 def upper_confidence_bound(k: int, n: int, alpha: float) -> float:
-    """One-sided Clopper-Pearson bound: ``P(p <= bound) >= 1 - alpha`` for ``k ~ Binomial(n, p)``."""
-    return 1.0 if k == n else float(beta.ppf(1 - alpha, k + 1, n - k))
+    """One-sided Clopper-Pearson bound: ``P(p <= bound) >= 1 - alpha`` for ``k ~ Binomial(n, p)``.
+
+    The beta distribution's upper-tail quantile (``isf(alpha)``), so that a tiny ``alpha`` keeps its precision
+    (``ppf(1 - alpha)`` would first round ``1 - alpha``)."""
+    return 1.0 if k == n else float(beta.isf(alpha, k + 1, n - k))
 
 
 def top_two_differ(count1: int, count2: int, alpha: float) -> bool:
