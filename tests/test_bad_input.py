@@ -57,6 +57,9 @@ def test_a_base_no_plugin_accepts_is_a_type_error() -> None:
         (lambda g: g.certify(np.full_like(X, np.nan), 10, 100, 0.01), ValueError, "x contains NaN or infinite"),
         (lambda g: g.predict(np.full_like(X, np.inf), 10, 0.01), ValueError, "x contains NaN or infinite"),
         (lambda g: g.predict(np.float32(1.0), 10, 0.01), ValueError, "x must be one input"),
+        (lambda g: g.certify(X[:, :0], 10, 100, 0.01), ValueError, r"^x holds no values \(shape \(1, 0, 4\)\)"),
+        (lambda g: g.predict_many([X[:0]], 100, 0.01), ValueError, r"^x holds no values \(shape \(0, 4, 4\)\)"),
+        (lambda g: g.certify(X, 10, 7, 0.01, target_radius=0.1), ValueError, r"n=7 .*betting.*use n >= 8$"),
         (lambda g: g.certify_many([X, X], 10, 100, 0.01, indices=[0]), ValueError, "indices has 1 entries"),
     ],
 )
