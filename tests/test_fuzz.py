@@ -1,0 +1,269 @@
+"""Fuzzing with hypothesis: what any input, any argument and a crash at any byte do, beyond the hand-picked cases of
+the other tests. Every test is derandomized (hypothesis draws the same examples on every run)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy.stats import binomtest
+
+from rs_plugin import ABSTAIN, SmoothedClassifier
+from rs_plugin.bounds import lower_confidence_bound, two_sided_pvalue, upper_confidence_bound
+from rs_plugin.diagnostics import PreflightWarning
+from rs_plugin.results import CERTIFY_COLUMNS, ResultsWriter, format_row, read_results
+
+FUZZ = settings(derandomize=True, deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+
+
+class Sign:
+    """A base classifier on inputs of any shape: class 1 where the values sum to more than 0.1; counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return (batch.reshape(len(batch), -1).sum(1) > 0.1).astype(np.int64)
+
+
+def one_line(err: Exception) -> str:
+    message = str(err)
+    assert message and "\n" not in message, f"not a one-line error: {message!r}"
+    return message
+
+
+# Inputs ------------------------------------------------------------------------------------------------------------
+
+DTYPES = st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.uint8, np.int64, np.bool_, np.complex64])
+INPUTS = hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+
+
+@FUZZ
+@given(x=INPUTS)
+def test_any_array_is_certified_as_its_float32_copy_or_refused_with_one_line_naming_x(x: np.ndarray) -> None:
+    """Whatever array a user passes (any dtype, shape, NaN, infinity, no values at all): a certificate equal to the
+    one of its float32 copy, or a one-line ``ValueError`` saying what is wrong with ``x``, before any sample."""
+    base = Sign()
+    g = SmoothedClassifier(base, 2, 0.5, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy warning on the way
+        warnings.simplefilter("ignore", PreflightWarning)  # 0-255 integers: warned about, still certified
+        try:
+            cert = g.certify(x, 10, 100, 0.01, index=0)
+        except ValueError as err:
+            message = one_line(err)
+            assert base.calls == 0
+            if np.iscomplexobj(x):
+                assert message.startswith("x must hold real numbers")
+            elif x.ndim == 0:
+                assert message.startswith("x must be one input without batch dimension")
+            elif x.size == 0:
+                assert message.startswith(f"x holds no values (shape {x.shape})")
+            else:
+                with np.errstate(over="ignore"):
+                    assert not np.isfinite(x.astype(np.float32)).all()
+                assert message.startswith("x contains NaN or infinite values")
+            return
+        twin = SmoothedClassifier(Sign(), 2, 0.5, seed=0).certify(x.astype(np.float32), 10, 100, 0.01, index=0)
+    assert x.ndim > 0 and x.size > 0 and not np.iscomplexobj(x)
+    assert cert.prediction in (ABSTAIN, 0, 1) and math.isfinite(cert.radius) and cert.radius >= 0
+    assert cert == twin
+
+
+@FUZZ
+@given(x=INPUTS)
+def test_any_tensor_is_certified_as_its_numpy_twin_or_refused_alike(x: np.ndarray) -> None:
+    """The torch backend gives the numpy backend's answer on the same values: the same certificate, or the same
+    one-line error."""
+    torch = pytest.importorskip("torch")
+    if x.dtype in (np.uint16, np.uint32):  # dtypes torch lacks; none drawn
+        return
+
+    class Net(torch.nn.Module):
+        def forward(self, batch: Any) -> Any:
+            score = batch.reshape(len(batch), -1).sum(1) - 0.1
+            return torch.stack([-score, score], 1)
+
+    def outcome(g: SmoothedClassifier, value: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PreflightWarning)
+            try:
+                cert = g.certify(value, 10, 100, 0.01, index=0)
+            except ValueError as err:
+                return one_line(err).split(" (")[0]  # the dtype's name is torch's or numpy's
+        return cert.prediction
+
+    tensor = torch.from_numpy(x.copy())
+    expected = outcome(SmoothedClassifier(Sign(), 2, 0.5, seed=0), x)
+    got = outcome(SmoothedClassifier(Net(), 2, 0.5, seed=0), tensor)
+    # the noise is drawn by torch, not numpy: the two may predict differently only near the boundary (6 sigmas)
+    near_boundary = abs(float(x.astype(np.float64).sum()) - 0.1) <= 3.0 * math.sqrt(x.size)
+    if isinstance(expected, str) or isinstance(got, str) or not near_boundary:
+        assert got == expected
+
+
+# Arguments ---------------------------------------------------------------------------------------------------------
+
+ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=2), st.just([10]), st.just(np.int64(50)), st.just(np.float32(0.5)),
+)
+
+
+def count_ok(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def level_ok(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 < value < 1
+
+
+@FUZZ
+@given(n0=ANY_VALUE, n=ANY_VALUE, alpha=ANY_VALUE)
+def test_any_n0_n_and_alpha_certify_or_are_refused_naming_an_argument_that_is_wrong(n0, n, alpha) -> None:
+    """CERTIFY takes any valid ``n0``, ``n``, ``alpha``; for any other value it raises a one-line ``TypeError`` or
+    ``ValueError`` naming an argument that is indeed wrong, before drawing a sample."""
+    base = Sign()
+    g = SmoothedClassifier(base, 2, 0.5, seed=0)
+    x = np.full(3, 0.4, dtype=np.float32)
+    valid = {"n0": count_ok(n0), "n": count_ok(n), "alpha": level_ok(alpha)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreflightWarning)
+        try:
+            cert = g.certify(x, n0, n, alpha)
+        except (TypeError, ValueError) as err:
+            message = one_line(err)
+            assert base.calls == 0
+            named = message.split(" must ")[0].split("=")[0]
+            if all(valid.values()):  # refused as a whole: n and alpha that can certify nothing
+                assert f"n={n}" in message and f"alpha={alpha}" in message
+            else:
+                assert named in valid and not valid[named], message
+            return
+    assert all(valid.values())
+    assert cert.prediction in (ABSTAIN, 0, 1) and cert.radius >= 0
+
+
+@FUZZ
+@given(n=ANY_VALUE, alpha=ANY_VALUE, batch_size=ANY_VALUE)
+def test_any_n_alpha_and_batch_size_predict_or_are_refused_naming_an_argument_that_is_wrong(n, alpha,
+                                                                                           batch_size) -> None:
+    base = Sign()
+    valid = {"n": count_ok(n), "alpha": level_ok(alpha), "batch_size": batch_size is None or count_ok(batch_size)}
+    try:
+        g = SmoothedClassifier(base, 2, 0.5, seed=0, batch_size=batch_size)
+        answer = g.predict(np.full(3, 0.4, dtype=np.float32), n, alpha)
+    except (TypeError, ValueError) as err:
+        message = one_line(err)
+        assert base.calls == 0
+        if all(valid.values()):  # n too small for alpha: PREDICT would always abstain
+            assert f"n={n} with alpha={alpha}" in message and "always abstains" in message
+        else:
+            named = message.split(" must ")[0]
+            assert named in valid and not valid[named], message
+        return
+    assert all(valid.values()) and answer in (ABSTAIN, 0, 1)
+
+
+# The engine --------------------------------------------------------------------------------------------------------
+
+@settings(derandomize=True, deadline=None, max_examples=60)
+@given(
+    batch_size=st.integers(1, 300),
+    n0=st.integers(1, 40),
+    n=st.integers(8, 500),  # fewer samples certify nothing at alpha 0.01 (refused; see above)
+    indices=st.lists(st.integers(0, 10**9), min_size=1, max_size=4, unique=True),
+    sequence=st.sampled_from([None, "betting"]),
+)
+def test_certificates_depend_on_neither_the_batch_size_nor_the_other_inputs(batch_size, n0, n, indices,
+                                                                            sequence) -> None:
+    """Any batch size, any packing of several inputs into shared passes (fixed n, or sequential CERTIFY stopping at
+    different stages): each input's certificate is the one it gets alone (its noise depends on its index only)."""
+    xs = np.linspace(-0.3, 0.6, 3 * len(indices), dtype=np.float32).reshape(len(indices), 3)
+    options = {} if sequence is None else {"target_radius": [0.1, 0.3], "sequence": sequence}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreflightWarning)
+        packed = SmoothedClassifier(Sign(), 2, 0.5, seed=3, batch_size=batch_size).certify_many(
+            xs, n0, n, 0.01, indices=indices, progress=False, **options)
+        alone = [SmoothedClassifier(Sign(), 2, 0.5, seed=3, batch_size=7).certify(x, n0, n, 0.01, index=i, **options)
+                 for x, i in zip(xs, indices, strict=True)]
+    assert packed == alone
+
+
+# Bounds ------------------------------------------------------------------------------------------------------------
+
+@FUZZ
+@given(n=st.integers(1, 10**7), fraction=st.floats(0, 1), alpha=st.floats(1e-12, 0.5))
+def test_clopper_pearson_bounds_bracket_the_frequency_and_agree_with_statsmodels(n, fraction, alpha) -> None:
+    proportion_confint = pytest.importorskip("statsmodels.stats.proportion").proportion_confint
+    k = round(fraction * n)
+    low, high = lower_confidence_bound(k, n, alpha), upper_confidence_bound(k, n, alpha)
+    assert 0 <= low <= k / n <= high <= 1
+    ref_low, ref_high = proportion_confint(k, n, 2 * alpha, method="beta")
+    assert low == pytest.approx(ref_low, rel=1e-9, abs=1e-300)
+    assert high == pytest.approx(ref_high, rel=1e-9, abs=1e-300)
+
+
+@FUZZ
+@given(count1=st.integers(0, 5000), count2=st.integers(0, 5000))
+def test_predicts_p_value_is_scipys_binomtest(count1, count2) -> None:
+    if count1 + count2 == 0:
+        return
+    assert two_sided_pvalue(count1, count2) == pytest.approx(binomtest(count1, count1 + count2, 0.5).pvalue,
+                                                            rel=1e-9, abs=1e-300)
+
+
+# Results files -----------------------------------------------------------------------------------------------------
+
+ROWS = st.lists(
+    st.tuples(st.integers(0, 9), st.integers(-1, 9), st.floats(0, 1e4, allow_subnormal=False),
+              st.floats(0, 2e5, allow_subnormal=False)),
+    min_size=1, max_size=6,
+)
+
+
+def certify_rows(drawn: list[tuple[int, int, float, float]]) -> list[dict]:
+    return [{"idx": idx, "label": label, "predict": predict, "radius": 0.0 if predict < 0 else radius,
+             "correct": int(predict == label), "time": seconds}
+            for idx, (label, predict, radius, seconds) in enumerate(drawn)]
+
+
+@FUZZ
+@given(drawn=ROWS, cut=st.floats(0, 1))
+def test_a_run_killed_at_any_byte_resumes_to_the_file_an_uninterrupted_run_writes(drawn, cut) -> None:
+    """Whatever byte a crash stops the file at: resuming keeps every complete row (and only those: ``done``), cuts
+    the half-written one, and finishing the run gives, byte for byte, the file of a run that never stopped."""
+    with tempfile.TemporaryDirectory() as folder:  # a fresh folder for each example
+        killed_and_resumed(Path(folder), certify_rows(drawn), cut)
+
+
+def killed_and_resumed(tmp_path: Path, rows: list[dict], cut: float) -> None:
+    whole = tmp_path / "whole.tsv"
+    with ResultsWriter(whole, CERTIFY_COLUMNS) as writer:
+        for row in rows:
+            writer.write(row)
+    content = whole.read_bytes()
+    killed = tmp_path / "killed.tsv"
+    kept = content[: round(cut * len(content))]
+    killed.write_bytes(kept)
+    header = len(content) - sum(len(format_row(row, CERTIFY_COLUMNS)) for row in rows)
+    complete = kept[header:].count(b"\n") if len(kept) >= header else 0
+    with ResultsWriter(killed, CERTIFY_COLUMNS) as writer:
+        assert writer.done == set(range(complete))
+        for row in rows:
+            if row["idx"] not in writer.done:
+                writer.write(row)
+    assert killed.read_bytes() == content
+    read = read_results(killed)
+    assert read["idx"].tolist() == list(range(len(rows)))
+    assert read["predict"].tolist() == [row["predict"] for row in rows]
