@@ -339,6 +339,20 @@ def test_fit_adds_noise_to_raw_inputs(noisy_digits_net, sklearn_estimator, digit
     assert accuracy >= 0.9  # the logistic regression the fixture refitted with noise
 
 
+def test_an_empty_batch_gets_empty_answers_of_every_method(case):
+    """Like numpy (and ART's own class_gradient and compute_loss), an empty batch is answered with empty arrays of the
+    right shapes by every method; it once raised IndexError."""
+    estimator, x, y = case
+    empty, no_labels, k = x[:0], y[:0], estimator.nb_classes
+    assert estimator.predict(empty).shape == (0, k)
+    assert estimator.predict_class(empty, n=100).shape == (0,)
+    assert [a.shape for a in estimator.certify(empty, 100, progress=False)] == [(0,), (0,)]
+    assert estimator.compute_loss(empty, no_labels).shape == (0,)
+    assert estimator.loss_gradient(empty, no_labels).shape == empty.shape
+    assert estimator.class_gradient(empty).shape == (0, k, *x.shape[1:])
+    assert estimator.class_gradient(empty, label=1).shape == (0, 1, *x.shape[1:])
+
+
 def test_get_params_and_set_params(torch_estimator):
     params = torch_estimator.get_params()
     assert params["sigma"] == SIGMA and params["num_noise"] == 32 and params["base_output"] == "logits"

@@ -370,7 +370,10 @@ class SmoothedEstimator(ClassGradientsMixin, ClassifierMixin, LossGradientsMixin
                 f"the wrapped {type(self.classifier).__name__} has no class_gradient, so the smoothed classifier has "
                 "no gradients: attack it with a black-box attack (e.g. HopSkipJump)"
             )
-        batch_size = self.batch_size or self.smoothed.batch_size_for(self.smoothed.backend.prepare(x[0]))
+        if not len(x):  # an empty batch: empty answers of the right shapes, as numpy and ART's class_gradient give
+            batch_size = 1
+        else:
+            batch_size = self.batch_size or self.smoothed.batch_size_for(self.smoothed.backend.prepare(x[0]))
         copies = self._noise.enumerated(tuple(x.shape[1:])) or self.num_noise
         return self._softmax.average(x, copies, self._next_seed(), batch_size, labels, gradient)
 
