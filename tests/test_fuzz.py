@@ -267,3 +267,94 @@ def killed_and_resumed(tmp_path: Path, rows: list[dict], cut: float) -> None:
     read = read_results(killed)
     assert read["idx"].tolist() == list(range(len(rows)))
     assert read["predict"].tolist() == [row["predict"] for row in rows]
+
+
+SHAPED_NOISES = ["laplace", "uniform", "lowpass:shape=1x4x4", "ablation:k=5,shape=1x4x4", "columns:b=2,shape=1x4x4",
+                 "blocks:b=2,shape=1x4x4"]
+
+
+@pytest.mark.parametrize("noise", SHAPED_NOISES)
+@settings(derandomize=True, deadline=None, max_examples=60)
+@given(x=hnp.arrays(st.sampled_from([np.float32, np.float64]),
+                    st.sampled_from([(1, 4, 4), (4, 4), (1, 4, 5), (2, 4, 4), (16,), (1, 0, 4)]),
+                    elements=st.floats(-2, 2, width=16) | st.sampled_from([np.nan, np.inf])))
+def test_every_randomization_certifies_its_inputs_or_refuses_them_with_one_line(noise: str, x: np.ndarray) -> None:
+    """Each noise and randomization (additive, correlated, ablation, derandomized bands and blocks), given inputs of
+    its shape or of another, with or without NaN: a certificate in its own norm, or a one-line ``ValueError`` before
+    any sample; never another exception."""
+    base = Sign()
+    g = SmoothedClassifier(base, 2, 0.5, noise=noise, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", PreflightWarning)
+        try:
+            cert = g.certify(x, 10, 100, 0.01, index=0)
+        except ValueError as err:
+            one_line(err)
+            assert base.calls == 0
+            shaped = "shape=" not in noise or x.shape == (1, 4, 4)
+            assert not (shaped and x.size and np.isfinite(x.astype(np.float32)).all()), str(err)
+            return
+    assert "shape=" not in noise or x.shape == (1, 4, 4)  # a randomization made for one shape refuses others
+    assert cert.prediction in (ABSTAIN, 0, 1) and math.isfinite(cert.radius) and cert.radius >= 0
+    assert cert.norm == g.noise.norm
+
+
+@settings(derandomize=True, deadline=None, max_examples=80)
+@given(x=hnp.arrays(st.sampled_from([np.float32, np.float64, np.float16, np.int64, np.bool_]),
+                    hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)))
+def test_the_smoothed_module_takes_any_float32_batch_and_refuses_anything_else_with_one_line(x: np.ndarray) -> None:
+    """``SmoothedModule`` (the torchattacks and foolbox face) on any tensor: log-probabilities ``(B, 2)`` that sum to
+    one for a finite float32 batch of the base's shape, else a one-line ``TypeError`` or ``ValueError``."""
+    torch = pytest.importorskip("torch")
+    from rs_plugin.adapters.torch import SmoothedModule
+
+    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    module = SmoothedModule(base, 0.5, num_noise=4, batch_size=5, seed=0)
+    tensor = torch.from_numpy(x.copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            with torch.no_grad():
+                out = module(tensor)
+        except (TypeError, ValueError) as err:
+            one_line(err)
+            valid = x.dtype == np.float32 and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] == 3
+            assert not (valid and np.isfinite(x).all()), str(err)
+            return
+    assert x.dtype == np.float32 and x.shape[1:] == (3,) and len(x)
+    assert out.shape == (len(x), 2) and torch.allclose(out.exp().sum(1), torch.ones(len(x)))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # hypothesis making 1e39 float32
+@settings(derandomize=True, deadline=None, max_examples=60)
+@given(x=hnp.arrays(st.sampled_from([np.float32, np.float64, np.complex64]),
+                    st.sampled_from([(2, 1, 2, 2), (0, 1, 2, 2), (1, 4), (2, 1, 2, 3), (1,)]),
+                    elements=st.floats(-0.25, 1.25, width=16) | st.sampled_from([np.nan, -np.inf, 1e39])))
+def test_the_art_estimator_predicts_any_batch_of_its_shape_or_refuses_it_with_one_line(x: np.ndarray) -> None:
+    """``SmoothedEstimator`` (the ART face) on any array: votes ``(N, nb_classes)`` summing to one for a finite batch
+    of its input shape (an empty batch gets ``(0, nb_classes)``; it once raised ``IndexError``), else a one-line
+    ``ValueError``."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("art")
+    from art.estimators.classification import PyTorchClassifier
+
+    from rs_plugin.adapters.art import SmoothedEstimator
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    classifier = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 2, 2), nb_classes=3,
+                                   clip_values=(0, 1))
+    estimator = SmoothedEstimator(classifier, sigma=0.25, num_noise=8, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            votes = estimator.predict(x)
+        except ValueError as err:
+            one_line(err)
+            with np.errstate(over="ignore", invalid="ignore"):
+                finite = not np.iscomplexobj(x) and np.isfinite(x.astype(np.float32)).all()
+            assert not (finite and x.shape[1:] == (1, 2, 2) and len(x)), str(err)
+            return
+    assert x.shape[1:] == (1, 2, 2) and not np.iscomplexobj(x)
+    assert votes.shape == (len(x), 3) and np.allclose(votes.sum(1), 1)
