@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -386,3 +387,46 @@ def test_any_results_file_is_read_or_refused_with_one_line_naming_the_file_and_l
     assert (results["idx"] >= 0).all() and (results["predict"] >= -1).all()
     assert np.isfinite(results["radius"]).all() and (results["radius"] >= 0).all()
     assert (results["correct"] == (results["predict"] == results["label"])).all()
+
+
+# The command line --------------------------------------------------------------------------------------------------
+
+CLI_OPTIONS = {"--n0": "10", "--n": "100", "--alpha": "0.01", "--max-examples": "1", "--batch-size": "50",
+               "--seed": "0", "--skip": "1", "--sigma": "0.25", "--target-radius": "0.1"}
+CLI_VALUES = st.sampled_from(["0", "-1", "2", "3.5", "nan", "inf", "-inf", "1e400", "x", "", "0.5.1", " 7", "1e-400"])
+
+
+@settings(derandomize=True, deadline=None, max_examples=60)
+@given(option=st.sampled_from(sorted(CLI_OPTIONS)), value=CLI_VALUES)
+def test_any_value_of_a_numeric_option_runs_or_is_refused_on_one_line_before_any_file_is_made(noisy_digits_net,
+                                                                                              option, value) -> None:
+    """``rs-plugin certify`` with any value of a numeric option: it certifies (the file holds its rows), or it
+    exits with status 1 or 2 (argparse) and the last line of stderr names the option, before the output file or its
+    settings record exist; never a traceback."""
+    import contextlib
+    import io
+
+    from rs_plugin.cli import main
+
+    if option == "--sigma" and value in ("2", "3.5", " 7", "1e-400"):
+        return  # a valid sigma would train another digits model (seconds each); sigma's checks are above
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "out.tsv"
+        args = ["certify", "--no-progress", "--out", str(out)]
+        for name, default in CLI_OPTIONS.items():
+            args += [name, value if name == option else default]
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                code = main(args)
+            except SystemExit as exit_:  # argparse's usage error
+                code = exit_.code
+        text = err.getvalue()
+        assert "Traceback" not in text
+        if code == 0:
+            assert len(read_results(out)) == (int(value) if option == "--max-examples" else 1)
+            return
+        assert code in (1, 2) and os.listdir(folder) == [], text
+        last = text.strip().splitlines()[-1]
+        assert option.lstrip("-").replace("-", "_") in last.replace("-", "_"), last
