@@ -23,7 +23,9 @@ from rs_plugin.bounds import lower_confidence_bound, two_sided_pvalue, upper_con
 from rs_plugin.diagnostics import PreflightWarning
 from rs_plugin.results import CERTIFY_COLUMNS, ResultsError, ResultsWriter, format_row, read_results
 
-FUZZ = settings(derandomize=True, deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=150,
+                suppress_health_check=[HealthCheck.too_slow])
+"""The same examples on every run (no example database), no time limit per example."""
 
 
 class Sign:
@@ -178,7 +180,7 @@ def test_any_n_alpha_and_batch_size_predict_or_are_refused_naming_an_argument_th
 
 # The engine --------------------------------------------------------------------------------------------------------
 
-@settings(derandomize=True, deadline=None, max_examples=60)
+@settings(FUZZ, max_examples=60)
 @given(
     batch_size=st.integers(1, 300),
     n0=st.integers(1, 40),
@@ -275,7 +277,7 @@ SHAPED_NOISES = ["laplace", "uniform", "lowpass:shape=1x4x4", "ablation:k=5,shap
 
 
 @pytest.mark.parametrize("noise", SHAPED_NOISES)
-@settings(derandomize=True, deadline=None, max_examples=60)
+@settings(FUZZ, max_examples=60)
 @given(x=hnp.arrays(st.sampled_from([np.float32, np.float64]),
                     st.sampled_from([(1, 4, 4), (4, 4), (1, 4, 5), (2, 4, 4), (16,), (1, 0, 4)]),
                     elements=st.floats(-2, 2, width=16) | st.sampled_from([np.nan, np.inf])))
@@ -301,16 +303,20 @@ def test_every_randomization_certifies_its_inputs_or_refuses_them_with_one_line(
     assert cert.norm == g.noise.norm
 
 
-@settings(derandomize=True, deadline=None, max_examples=80)
+@settings(FUZZ, max_examples=80)
 @given(x=hnp.arrays(st.sampled_from([np.float32, np.float64, np.float16, np.int64, np.bool_]),
                     hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3)))
 def test_the_smoothed_module_takes_any_float32_batch_and_refuses_anything_else_with_one_line(x: np.ndarray) -> None:
     """``SmoothedModule`` (the torchattacks and foolbox face) on any tensor: log-probabilities ``(B, 2)`` that sum to
-    one for a finite float32 batch of the base's shape, else a one-line ``TypeError`` or ``ValueError``."""
+    one for a finite float32 batch the base takes, else a one-line ``TypeError`` or ``ValueError``."""
     torch = pytest.importorskip("torch")
     from rs_plugin.adapters.torch import SmoothedModule
 
-    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))  # any (B, ...) of 3 values each
+
+    def takes(x: np.ndarray) -> bool:
+        return x.dtype == np.float32 and x.ndim >= 2 and len(x) > 0 and math.prod(x.shape[1:]) == 3
+
     module = SmoothedModule(base, 0.5, num_noise=4, batch_size=5, seed=0)
     tensor = torch.from_numpy(x.copy())
     with warnings.catch_warnings():
@@ -320,15 +326,14 @@ def test_the_smoothed_module_takes_any_float32_batch_and_refuses_anything_else_w
                 out = module(tensor)
         except (TypeError, ValueError) as err:
             one_line(err)
-            valid = x.dtype == np.float32 and x.ndim == 2 and x.shape[0] > 0 and x.shape[1] == 3
-            assert not (valid and np.isfinite(x).all()), str(err)
+            assert not (takes(x) and np.isfinite(x).all()), str(err)
             return
-    assert x.dtype == np.float32 and x.shape[1:] == (3,) and len(x)
+    assert takes(x)
     assert out.shape == (len(x), 2) and torch.allclose(out.exp().sum(1), torch.ones(len(x)))
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # hypothesis making 1e39 float32
-@settings(derandomize=True, deadline=None, max_examples=60)
+@settings(FUZZ, max_examples=60)
 @given(x=hnp.arrays(st.sampled_from([np.float32, np.float64, np.complex64]),
                     st.sampled_from([(2, 1, 2, 2), (0, 1, 2, 2), (1, 4), (2, 1, 2, 3), (1,)]),
                     elements=st.floats(-0.25, 1.25, width=16) | st.sampled_from([np.nan, -np.inf, 1e39])))
@@ -396,7 +401,7 @@ CLI_OPTIONS = {"--n0": "10", "--n": "100", "--alpha": "0.01", "--max-examples": 
 CLI_VALUES = st.sampled_from(["0", "-1", "2", "3.5", "nan", "inf", "-inf", "1e400", "x", "", "0.5.1", " 7", "1e-400"])
 
 
-@settings(derandomize=True, deadline=None, max_examples=60)
+@settings(FUZZ, max_examples=60)
 @given(option=st.sampled_from(sorted(CLI_OPTIONS)), value=CLI_VALUES)
 def test_any_value_of_a_numeric_option_runs_or_is_refused_on_one_line_before_any_file_is_made(noisy_digits_net,
                                                                                               option, value) -> None:
