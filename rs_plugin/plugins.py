@@ -95,10 +95,16 @@ def make_noise(spec: Any, sigma: float) -> Any:
         return spec
     name, options = parse_spec(spec)
     family = lookup("noise", name, noise_families())
-    try:
-        inspect.signature(family).bind(sigma, **options)
-    except TypeError as err:
-        raise ValueError(f"noise: the {name} noise does not take the options {sorted(options)}: {err}") from err
+    parameters = list(inspect.signature(family).parameters.values())[1:]  # after sigma
+    takes = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters) and set(options) - set(takes):
+        unknown = ", ".join(sorted(set(options) - set(takes)))
+        raise ValueError(f"noise: the {name} noise does not take the option(s) {unknown} (it takes: "
+                         f"{', '.join(takes) or 'none'})")
+    missing = [p.name for p in parameters if p.name in takes and p.default is p.empty and p.name not in options]
+    if missing:
+        raise ValueError(f"noise: the {name} noise needs the option(s) {', '.join(missing)} "
+                         f"({name}:{','.join(f'{key}=...' for key in takes if key in missing or key in options)})")
     noise = family(sigma, **options)
     noise._spec = spec.strip()
     return noise

@@ -149,8 +149,9 @@ def test_spec_strings_name_a_family_with_its_options(tmp_path) -> None:
     assert noise.shape == SHAPE and np.allclose(noise.stds / noise.stds[0, 0, 0], profile)
     assert make_noise(noise, SIGMA) is noise
     for spec, match in [
-        ("gaussian:ratio=2", "the gaussian noise does not take the options"),
-        ("lowpass:ratio=2", "the lowpass noise does not take"),  # shape is required
+        ("gaussian:ratio=2", r"^noise: the gaussian noise does not take the option\(s\) ratio \(it takes: none\)$"),
+        ("lowpass:ratio=2", r"^noise: the lowpass noise needs the option\(s\) shape \(lowpass:shape=...,ratio=...\)$"),
+        ("lowpass:shape=1x4x4,size=2", r"does not take the option\(s\) size \(it takes: shape, cutoff, ratio\)$"),
         ("lowpass:shape=1x4x4,ratio", "is not an option key=value"),
         ("lowpass:shape=1x4x4,ratio=2,ratio=3", "given twice"),
         ("lowpass:shape=4", "shape must be an image shape"),
