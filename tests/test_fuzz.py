@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.stats import binomtest
@@ -435,3 +435,62 @@ def test_any_value_of_a_numeric_option_runs_or_is_refused_on_one_line_before_any
         assert code in (1, 2) and os.listdir(folder) == [], text
         last = text.strip().splitlines()[-1]
         assert option.lstrip("-").replace("-", "_") in last.replace("-", "_"), last
+
+
+# Noise specs -------------------------------------------------------------------------------------------------------
+
+SPEC_NAMES = st.sampled_from(["gaussian", "laplace", "uniform", "lowpass", "diagonal", "ablation", "columns", "blocks",
+                              "Gaussian", "", "nois", " gaussian "])
+SPEC_KEYS = st.sampled_from(["shape", "k", "b", "ratio", "cutoff", "value", "profile", "sigma", "", "k "])
+SPEC_VALUES = st.sampled_from(["1x8x8", "8x8", "1x8", "0x8x8", "-1x8x8", "axb", "3", "0", "-2", "0.5", "nan", "inf",
+                               "", "1e9", "64", "65", "missing.npy"])
+FAMILY_KEYS = {"gaussian": ([], ["k"]), "laplace": ([], ["k"]), "uniform": ([], ["k"]),  # k: an option they lack
+               "lowpass": (["shape"], ["ratio", "cutoff"]), "ablation": (["k", "shape"], ["value"]),
+               "columns": (["b", "shape"], ["value"]), "blocks": (["b", "shape"], ["value"])}
+"""Each family's required options and some optional ones."""
+KEY_VALUES = {"shape": ["1x8x8", "8x8", "1x4x4", "2x4x4", "0x8x8", "axb", "1x8"],
+              "k": ["3", "20", "0", "65", "-2", "x"], "b": ["1", "2", "3", "0", "9", "x"],
+              "ratio": ["4", "0.5", "1", "0", "-1", "nan"], "cutoff": ["0.25", "0.9", "0", "2", "nan"],
+              "value": ["-1", "0", "nan", "inf", "x"]}
+
+
+def spec_text(name: str, options: list[tuple[str, str]], separator: bool) -> str:
+    return name + (":" if options or separator else "") + ",".join(f"{key}={value}" for key, value in options)
+
+
+def family_spec(name: str) -> st.SearchStrategy[str]:
+    """Specs of the family ``name`` with its required options and any of its optional ones (or one it lacks), each
+    from values valid and not."""
+    required, optional = FAMILY_KEYS[name]
+    options = st.lists(st.sampled_from(optional), unique=True, max_size=len(optional)).flatmap(
+        lambda keys: st.tuples(*(st.tuples(st.just(key), st.sampled_from(KEY_VALUES[key]))
+                                 for key in [*required, *keys])))
+    return st.builds(spec_text, st.just(name), options.map(list), st.booleans())
+
+
+SPECS = st.one_of(
+    st.builds(spec_text, SPEC_NAMES, st.lists(st.tuples(SPEC_KEYS, SPEC_VALUES), max_size=3), st.booleans()),
+    st.sampled_from(sorted(FAMILY_KEYS)).flatmap(family_spec),
+)
+
+
+@FUZZ
+@given(spec=SPECS, sigma=st.sampled_from([0.25, 1.0, 0.0, -1.0, float("nan")]))
+def test_any_noise_spec_makes_its_noise_or_is_refused_with_one_line_naming_noise_or_sigma(spec: str, sigma) -> None:
+    """A noise spec as a user types it (``--noise``, ``noise=``): the noise, whose certificate works on an input of
+    its shape, or one ``ValueError``/``TypeError`` line naming ``noise``, ``sigma`` or the family's option."""
+    try:
+        g = SmoothedClassifier(Sign(), 2, sigma, noise=spec, seed=0)
+    except (TypeError, ValueError) as err:
+        message = one_line(err)
+        event(f"refused: {message.split(':')[0].split(' ')[0]}")
+        assert message.startswith(("noise", "sigma", "shape", "k ", "k=", "b ", "b=", "ratio", "cutoff", "value",
+                                   "profile")), message
+        return
+    assert sigma > 0
+    event(f"made: {g.noise.name}")
+    shape = getattr(g.noise, "shape", None) or (1, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreflightWarning)
+        cert = g.certify(np.full(shape, 0.5, dtype=np.float32), 10, 100, 0.01, index=0)
+    assert cert.radius >= 0 and cert.norm == g.noise.norm
