@@ -494,3 +494,31 @@ def test_any_noise_spec_makes_its_noise_or_is_refused_with_one_line_naming_noise
         warnings.simplefilter("ignore", PreflightWarning)
         cert = g.certify(np.full(shape, 0.5, dtype=np.float32), 10, 100, 0.01, index=0)
     assert cert.radius >= 0 and cert.norm == g.noise.norm
+
+
+@FUZZ
+@given(
+    target_radius=st.one_of(st.none(), st.floats(-1, 3), st.sampled_from([math.nan, math.inf]),
+                            st.lists(st.floats(-1, 3), max_size=3), st.just("0.5"), st.booleans()),
+    radius_tolerance=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.just("x")),
+    sequence=st.sampled_from(["betting", "bonferroni", "Betting", "", "union"]),
+    smoothing=st.sampled_from(["hard", "soft", "Hard", "", None]),
+)
+def test_any_sequential_option_certifies_or_is_refused_with_one_line_naming_it(target_radius, radius_tolerance,
+                                                                              sequence, smoothing) -> None:
+    """CERTIFY's options as a user may pass them: a certificate, or one line naming the option that is wrong
+    (``target_radius``, ``radius_tolerance``, ``sequence``, ``smoothing``), before any sample."""
+    base = Sign()
+    g = SmoothedClassifier(base, 2, 0.5, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreflightWarning)
+        try:
+            cert = g.certify(np.full(3, 0.4, dtype=np.float32), 10, 500, 0.01, target_radius=target_radius,
+                             radius_tolerance=radius_tolerance, sequence=sequence, smoothing=smoothing)
+        except (TypeError, ValueError) as err:
+            message = one_line(err)
+            assert base.calls == 0
+            assert message.split(" ")[0].rstrip(":") in ("target_radius", "radius_tolerance", "sequence",
+                                                          "smoothing"), message
+            return
+    assert cert.radius >= 0 and cert.prediction in (ABSTAIN, 0, 1)
