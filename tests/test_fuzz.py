@@ -3,6 +3,7 @@ the other tests. Every test is derandomized (hypothesis draws the same examples 
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -522,3 +523,55 @@ def test_any_sequential_option_certifies_or_is_refused_with_one_line_naming_it(t
                                                           "smoothing"), message
             return
     assert cert.radius >= 0 and cert.prediction in (ABSTAIN, 0, 1)
+
+
+# Constructors of the three faces -----------------------------------------------------------------------------------
+
+SETTING = st.one_of(st.none(), st.booleans(), st.integers(-2, 200), st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=3), st.just([1]))
+
+
+@FUZZ
+@given(face=st.sampled_from(["SmoothedClassifier", "SmoothedModule", "SmoothedEstimator"]),
+       values=st.fixed_dictionaries({}, optional={"sigma": SETTING, "count": SETTING, "batch_size": SETTING,
+                                                  "seed": SETTING, "alpha": SETTING, "n0": SETTING}))
+def test_the_faces_are_built_or_refuse_a_setting_with_one_line_naming_it(face: str, values: dict) -> None:
+    """``SmoothedClassifier``, ``SmoothedModule`` and ``SmoothedEstimator`` given any values of their settings (the
+    count being ``num_classes`` or ``num_noise``): built, or one ``TypeError``/``ValueError`` line whose first word is
+    a setting that was given."""
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    sigma, count = values.pop("sigma", 0.5), values.pop("count", None)
+    counted = "num_classes" if face == "SmoothedClassifier" else "num_noise"
+    if face != "SmoothedEstimator":  # alpha and n0 are the estimator's settings only
+        values.pop("alpha", None), values.pop("n0", None)
+    if count is not None and face != "SmoothedClassifier":
+        values["num_noise"] = count
+    if face == "SmoothedClassifier":
+        build = functools.partial(SmoothedClassifier, net, 3 if count is None else count, sigma)
+    elif face == "SmoothedModule":
+        from rs_plugin.adapters.torch import SmoothedModule
+
+        build = functools.partial(SmoothedModule, net, sigma)
+    else:
+        pytest.importorskip("art")
+        from art.estimators.classification import PyTorchClassifier
+
+        from rs_plugin.adapters.art import SmoothedEstimator
+
+        classifier = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 2, 2), nb_classes=3)
+        build = functools.partial(SmoothedEstimator, classifier, sigma)
+    try:
+        build(**values)
+    except (TypeError, ValueError) as err:
+        message = one_line(err)
+        named = message.split(" ")[0].rstrip(":")
+        assert named in {*values, "sigma", counted}, message
+        return
+    assert isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma > 0
+    assert count is None or count_ok(count)
+    assert values.get("batch_size") is None or count_ok(values["batch_size"])
+    seed = values.get("seed")
+    assert seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0)
+    assert "n0" not in values or count_ok(values["n0"])
+    assert "alpha" not in values or level_ok(values["alpha"])
