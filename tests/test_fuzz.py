@@ -575,3 +575,17 @@ def test_the_faces_are_built_or_refuse_a_setting_with_one_line_naming_it(face: s
     assert seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0)
     assert "n0" not in values or count_ok(values["n0"])
     assert "alpha" not in values or level_ok(values["alpha"])
+
+
+@FUZZ
+@given(n=st.integers(1, 100_000), fraction=st.floats(0, 1), alpha=st.floats(1e-10, 0.5),
+       sequence=st.sampled_from(["betting", "bonferroni"]))
+def test_an_anytime_valid_bound_is_never_tighter_than_clopper_pearson_at_the_same_n(n, fraction, alpha,
+                                                                                     sequence) -> None:
+    """What the refusal's ``smallest_n`` rests on (and what an anytime guarantee costs): at its last checkpoint a
+    sequence's lower bound is at most the fixed-n Clopper-Pearson bound at the same level, and at least 0."""
+    from rs_plugin.sequential import make_sequence
+
+    k = round(fraction * n)
+    bound = make_sequence(sequence, alpha, n).lower(k, n)
+    assert 0 <= bound <= lower_confidence_bound(k, n, alpha) + 1e-12
