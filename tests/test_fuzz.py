@@ -181,27 +181,43 @@ def test_any_n_alpha_and_batch_size_predict_or_are_refused_naming_an_argument_th
 
 # The engine --------------------------------------------------------------------------------------------------------
 
-@settings(FUZZ, max_examples=60)
+def base_of(backend: str) -> Any:
+    """The ``Sign`` classifier as a numpy callable, or as a torch module (logits)."""
+    if backend == "numpy":
+        return Sign()
+    torch = pytest.importorskip("torch")
+
+    class SignNet(torch.nn.Module):
+        def forward(self, batch: Any) -> Any:
+            score = batch.reshape(len(batch), -1).sum(1) - 0.1
+            return torch.stack([-score, score], 1)
+
+    return SignNet()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@settings(FUZZ, max_examples=40)
 @given(
     batch_size=st.integers(1, 300),
     n0=st.integers(1, 40),
     n=st.integers(8, 500),  # fewer samples certify nothing at alpha 0.01 (refused; see above)
     indices=st.lists(st.integers(0, 10**9), min_size=1, max_size=4, unique=True),
     sequence=st.sampled_from([None, "betting"]),
+    noise=st.sampled_from(["gaussian", "laplace", "uniform"]),
 )
-def test_certificates_depend_on_neither_the_batch_size_nor_the_other_inputs(batch_size, n0, n, indices,
-                                                                            sequence) -> None:
+def test_certificates_depend_on_neither_the_batch_size_nor_the_other_inputs(backend, batch_size, n0, n, indices,
+                                                                            sequence, noise) -> None:
     """Any batch size, any packing of several inputs into shared passes (fixed n, or sequential CERTIFY stopping at
-    different stages): each input's certificate is the one it gets alone (its noise depends on its index only)."""
+    different stages), on either backend (the torch streams carry part-used blocks of noise between fills): each
+    input's certificate is the one it gets alone (its noise depends on its index only)."""
     xs = np.linspace(-0.3, 0.6, 3 * len(indices), dtype=np.float32).reshape(len(indices), 3)
     options = {} if sequence is None else {"target_radius": [0.1, 0.3], "sequence": sequence}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreflightWarning)
-        packed = SmoothedClassifier(Sign(), 2, 0.5, seed=3, batch_size=batch_size).certify_many(
+        packed = SmoothedClassifier(base_of(backend), 2, 0.5, noise=noise, seed=3, batch_size=batch_size).certify_many(
             xs, n0, n, 0.01, indices=indices, progress=False, **options)
-        alone = [SmoothedClassifier(Sign(), 2, 0.5, seed=3, batch_size=7).certify(x, n0, n, 0.01, index=i, **options)
-                 for x, i in zip(xs, indices, strict=True)]
-    assert packed == alone
+        alone = SmoothedClassifier(base_of(backend), 2, 0.5, noise=noise, seed=3, batch_size=7)
+        assert packed == [alone.certify(x, n0, n, 0.01, index=i, **options) for x, i in zip(xs, indices, strict=True)]
 
 
 # Bounds ------------------------------------------------------------------------------------------------------------
