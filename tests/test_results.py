@@ -315,6 +315,8 @@ def test_task_settings_record_every_field_that_changes_the_rows_and_the_checkpoi
         ("1\t3\t3\tnan\t1\t1.0", ":3:", "radius must be finite and >= 0, got nan"),
         ("1\t3\t-1\t0.5\t0\t1.0", ":3:", "an abstention"),
         ("1\t-3\t-1\t0.0\t0\t1.0", ":3:", "idx and label must be >= 0"),
+        ("1\t3\t3\t0.5\t1\tnan", ":3:", "time must be finite and >= 0 seconds, got nan"),
+        ("1\t3\t3\t0.5\t1\t-2.5", ":3:", "time must be finite and >= 0 seconds, got -2.5"),
     ],
 )
 def test_impossible_rows_are_reported_with_file_and_line(tmp_path, line, where, what):

@@ -99,8 +99,8 @@ def _parse_line(line: str, columns: tuple[str, ...], where: str) -> list[float]:
 
 def _check_row(row: Mapping[str, float], where: str) -> None:
     """``ResultsError`` naming ``where`` unless the row is one CERTIFY or PREDICT can write: ``idx`` and ``label``
-    >= 0, ``predict`` a class or -1, ``correct`` equal to ``predict == label``, a radius finite, >= 0 and 0 on
-    abstention."""
+    >= 0, ``predict`` a class or -1, ``correct`` equal to ``predict == label``, a time finite and >= 0, a radius
+    finite, >= 0 and 0 on abstention."""
     problems = []
     if row["idx"] < 0 or row["label"] < 0 or row["predict"] < -1:
         problems.append("idx and label must be >= 0 and predict >= -1 (-1: abstained)")
@@ -109,6 +109,8 @@ def _check_row(row: Mapping[str, float], where: str) -> None:
             f"correct is {row['correct']} but predict {row['predict']} and label {row['label']} "
             f"{'agree' if row['predict'] == row['label'] else 'differ'}"
         )
+    if not (math.isfinite(row["time"]) and row["time"] >= 0):
+        problems.append(f"time must be finite and >= 0 seconds, got {row['time']}")
     radius = row.get("radius", 0.0)
     if not (math.isfinite(radius) and radius >= 0):
         problems.append(f"radius must be finite and >= 0, got {radius}")
@@ -161,7 +163,7 @@ def read_results(path: str | os.PathLike) -> Results:
     Raises ``FileNotFoundError`` for a missing file and :class:`ResultsError` naming ``file:line`` for
     anything malformed or impossible: text that is not UTF-8, a row of the wrong length or with an
     unreadable value, an ``idx`` given twice, ``correct`` that disagrees with ``predict == label``, a
-    radius that is negative, infinite or NaN (or not 0 on an abstention).
+    time or a radius that is negative, infinite or NaN (a radius not 0 on an abstention).
     """
     name = os.fspath(path)
     with open(name, "rb") as file:
