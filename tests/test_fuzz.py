@@ -605,3 +605,30 @@ def test_an_anytime_valid_bound_is_never_tighter_than_clopper_pearson_at_the_sam
     k = round(fraction * n)
     bound = make_sequence(sequence, alpha, n).lower(k, n)
     assert 0 <= bound <= lower_confidence_bound(k, n, alpha) + 1e-12
+
+
+@settings(FUZZ, max_examples=60)
+@given(values=st.fixed_dictionaries({}, optional={"eps": SETTING, "alpha": SETTING, "steps": SETTING,
+                                                  "num_noise": SETTING, "sigma": SETTING}))
+def test_smoothadv_pgd_attacks_or_refuses_a_setting_with_one_line_naming_it(values: dict) -> None:
+    """``SmoothAdvPGD`` (a torchattacks ``Attack``) given any values of its settings: adversarial examples in
+    ``[0, 1]`` within ``eps`` of the inputs, or one line whose first word is a setting that was given."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchattacks")
+    from rs_plugin.attacks import SmoothAdvPGD
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    images, labels = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
+    sigma, eps = values.pop("sigma", 0.25), values.pop("eps", 0.5)
+    values["steps"] = values.get("steps", 2)
+    if count_ok(values["steps"]) and values["steps"] > 5:
+        values["steps"] = 5  # any number works alike; keep it quick
+    try:
+        adversarial = SmoothAdvPGD(net, sigma, eps, batch_size=16, seed=0, **values)(images, labels)
+    except (TypeError, ValueError) as err:
+        message = one_line(err)
+        assert message.split(" ")[0].rstrip(":") in {*values, "sigma", "eps"}, message
+        return
+    assert adversarial.shape == images.shape and 0 <= float(adversarial.min()) <= float(adversarial.max()) <= 1
+    assert float((adversarial - images).flatten(1).norm(dim=1).max()) <= float(eps) + 1e-5
