@@ -206,11 +206,16 @@ def _analyze(args: argparse.Namespace) -> None:
     import numpy as np
 
     from . import analysis
+    from .checks import positive_number, probability
     from .results import read_results
 
     labels = args.labels or [_label(path) for path in args.files]
     if len(labels) != len(args.files):
         raise ValueError(f"labels: got {len(labels)} labels for {len(args.files)} files")
+    probability("alpha", args.alpha)  # checked even without --high-prob, the only one to use them
+    probability("rho", args.rho)
+    if args.max_radius is not None:
+        positive_number("max_radius", args.max_radius)
     results = [read_results(path) for path in args.files]
     if args.high_prob:
         accuracies = np.array([analysis.high_probability_accuracy(r, args.radii, args.alpha, args.rho)

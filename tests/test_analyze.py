@@ -138,6 +138,8 @@ def test_plot_is_written(tmp_path, capsys):
         (lambda d: [*CIFAR10[:2], "--labels", "only one"], "labels: got 1 labels for 2 files"),
         (lambda d: [CIFAR10[0], "--radii", "-1"], "radii must be"),
         (lambda d: [CIFAR10[0], "--high-prob", "--alpha", "2"], "alpha must lie"),
+        (lambda d: [CIFAR10[0], "--rho", "2"], "rho must lie"),  # refused without --high-prob too
+        (lambda d: [CIFAR10[0], "--max-radius", "-1"], "max_radius must be a finite number > 0"),
         (lambda d: [write(d, HEADER + "0\t1\t1\t0.5\t1\t1.0\n" * 2)], "bad.tsv:3: idx 0 is already on line 2"),
         (lambda d: [write(d, HEADER + "0\t1\t2\t0.5\t1\t1.0\n")], "bad.tsv:2: correct is 1 but predict 2"),
         (lambda d: [write(d, HEADER + "0\t1\t1\tinf\t1\t1.0\n")], "bad.tsv:2: radius must be finite and >= 0"),

@@ -632,3 +632,38 @@ def test_smoothadv_pgd_attacks_or_refuses_a_setting_with_one_line_naming_it(valu
         return
     assert adversarial.shape == images.shape and 0 <= float(adversarial.min()) <= float(adversarial.max()) <= 1
     assert float((adversarial - images).flatten(1).norm(dim=1).max()) <= float(eps) + 1e-5
+
+
+@FUZZ
+@given(option=st.sampled_from(["--radii", "--max-radius", "--alpha", "--rho"]), value=CLI_VALUES,
+       high_prob=st.booleans())
+def test_any_value_of_an_analyze_option_gives_the_table_or_one_line_naming_it(option, value, high_prob) -> None:
+    """``rs-plugin analyze`` on one of the paper authors' released logs with any value of a numeric option: the
+    table (exit 0) for a value the option takes, or exit 1/2 with the option named on stderr's last line, even for an
+    option this run does not use (``--rho`` without ``--high-prob`` once let any value pass); never a traceback."""
+    import contextlib
+    import io
+
+    from rs_plugin.cli import main
+
+    log = Path(__file__).parent / "data" / "cohen2019" / "data" / "certify" / "cifar10" / "resnet110" / "noise_0.25" / \
+        "test" / "sigma_0.25"
+    args = ["analyze", str(log), option, value, *(["--high-prob"] if high_prob else [])]
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            code = main(args)
+        except SystemExit as exit_:
+            code = exit_.code
+    text = err.getvalue()
+    assert "Traceback" not in text
+    if code == 0:  # only for a value the option takes, whether or not this run uses it
+        number = float(value)
+        assert math.isfinite(number) and number >= 0 and (option != "--max-radius" or number > 0)
+        assert option in ("--radii", "--max-radius") or number < 1
+        assert out.getvalue().strip()
+        return
+    assert code in (1, 2), text
+    last = text.strip().splitlines()[-1]
+    assert option.lstrip("-").replace("-", "_") in last.replace("-", "_"), last
