@@ -446,7 +446,14 @@ def test_any_value_of_a_numeric_option_runs_or_is_refused_on_one_line_before_any
                 code = exit_.code
         text = err.getvalue()
         assert "Traceback" not in text
-        if code == 0:
+        if code == 0:  # only for a value the option takes
+            number = float(value)
+            if option in ("--alpha",):
+                assert 0 < number < 1
+            elif option in ("--target-radius", "--sigma"):
+                assert math.isfinite(number) and number >= 0
+            else:  # counts; the seed may be 0
+                assert number == int(value) and number >= (0 if option == "--seed" else 1)
             assert len(read_results(out)) == (int(value) if option == "--max-examples" else 1)
             return
         assert code in (1, 2) and os.listdir(folder) == [], text
