@@ -674,3 +674,26 @@ def test_any_value_of_an_analyze_option_gives_the_table_or_one_line_naming_it(op
     assert code in (1, 2), text
     last = text.strip().splitlines()[-1]
     assert option.lstrip("-").replace("-", "_") in last.replace("-", "_"), last
+
+
+TRAINER_KEYS = st.sampled_from(["num_noise", "k", "beta", "gamma", "lbd", "eps", "steps", "alpha", "weight", "eta",
+                                "lam", "w", "m", "noise", "warmup", "unknown"])
+
+
+@FUZZ
+@given(method=st.sampled_from(["consistency", "denoiser", "gaussian", "macer", "smoothadv", "smoothmix", "standard"]),
+       sigma=st.one_of(st.just(0.25), SETTING), options=st.dictionaries(TRAINER_KEYS, SETTING | CLI_VALUES, max_size=3))
+def test_any_training_method_options_build_it_or_are_refused_with_one_line(method, sigma, options) -> None:
+    """A training method with any hyperparameters (as ``--option NAME=VALUE`` strings or Python values): built, or
+    one ``TypeError``/``ValueError`` line naming the option, sigma, the noise, the method or what it needs."""
+    pytest.importorskip("torch")
+    from rs_plugin.adapters.plugins import make_trainer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # k: num_noise's old name
+        try:
+            make_trainer(method, sigma, **options)
+        except (TypeError, ValueError) as err:
+            named = one_line(err).split(" ")[0].rstrip(":")
+            renamed = {"num_noise"} if {"k", "m"} & set(options) else set()  # old names, reported by the new one
+            assert named in {"option", "sigma", "noise", "classifier", method, *options, *renamed}, str(err)
