@@ -327,6 +327,19 @@ def test_impossible_rows_are_reported_with_file_and_line(tmp_path, line, where, 
     assert str(info.value).startswith(f"{path}{where}")
 
 
+def test_line_numbers_count_newlines_only(tmp_path):
+    """A form feed or a line separator inside a row (Python reads them as whitespace around a number) does not start
+    a new line, as str.splitlines would: a bad row is named by its line as an editor numbers it; Windows line ends
+    are read."""
+    path = tmp_path / "odd.tsv"
+    path.write_text(HEADER.replace("\n", "\r\n") + "0\t3\t3\t0.5\t1\t1.0\x0c\r\n" + "1\t3\t3\t0.5\t1\t1.0\u2028\n"
+                    + "2\tx\t3\t0.5\t1\t1.0\n", newline="")
+    with pytest.raises(ResultsError, match=re.escape(f"{path}:4: column 'label'")):
+        read_results(path)
+    path.write_text(HEADER.replace("\n", "\r\n") + "0\t3\t3\t0.5\t1\t1.0\x0c\r\n", newline="")
+    assert read_results(path)["idx"].tolist() == [0]
+
+
 def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
     path = tmp_path / "latin1.tsv"
     path.write_bytes(HEADER.encode() + "0\t3\t3\t0.5\t1\t1.0 café\n".encode("latin-1"))

@@ -167,7 +167,9 @@ def read_results(path: str | os.PathLike) -> Results:
     """
     name = os.fspath(path)
     with open(name, "rb") as file:
-        lines = _decode(file.read(), name).splitlines()
+        text = _decode(file.read(), name)
+    # lines end at "\n" alone (as the writers write them; "\r\n" read too), so that line numbers are an editor's
+    lines = [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
     if not lines:
         raise ResultsError(f"{name}:1: empty file, expected the header {' '.join(CERTIFY_COLUMNS)}")
     columns = _parse_header(lines[0], f"{name}:1")
