@@ -3,7 +3,9 @@ the other tests. Every test is derandomized (hypothesis draws the same examples 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import math
 import numbers
 import os
@@ -44,6 +46,34 @@ def one_line(err: Exception) -> str:
     message = str(err)
     assert message and "\n" not in message, f"not a one-line error: {message!r}"
     return message
+
+
+def base_of(backend: str) -> Any:
+    """The ``Sign`` classifier as a numpy callable, or as a torch module (logits)."""
+    if backend == "numpy":
+        return Sign()
+    torch = pytest.importorskip("torch")
+
+    class SignNet(torch.nn.Module):
+        def forward(self, batch: Any) -> Any:
+            score = batch.reshape(len(batch), -1).sum(1) - 0.1
+            return torch.stack([-score, score], 1)
+
+    return SignNet()
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    """``rs-plugin ARGS`` in this process: its exit status (argparse's usage errors included), stdout and stderr."""
+    from rs_plugin.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            code = main(args)
+        except SystemExit as exit_:  # argparse's usage error
+            code = exit_.code
+    return code, out.getvalue(), err.getvalue()
 
 
 # Inputs ------------------------------------------------------------------------------------------------------------
@@ -90,13 +120,6 @@ def test_any_tensor_is_certified_as_its_numpy_twin_or_refused_alike(x: np.ndarra
     """The torch backend gives the numpy backend's answer on the same values: the same certificate, or the same
     one-line error."""
     torch = pytest.importorskip("torch")
-    if x.dtype in (np.uint16, np.uint32):  # dtypes torch lacks; none drawn
-        return
-
-    class Net(torch.nn.Module):
-        def forward(self, batch: Any) -> Any:
-            score = batch.reshape(len(batch), -1).sum(1) - 0.1
-            return torch.stack([-score, score], 1)
 
     def outcome(g: SmoothedClassifier, value: Any) -> Any:
         with warnings.catch_warnings():
@@ -109,7 +132,7 @@ def test_any_tensor_is_certified_as_its_numpy_twin_or_refused_alike(x: np.ndarra
 
     tensor = torch.from_numpy(x.copy())
     expected = outcome(SmoothedClassifier(Sign(), 2, 0.5, seed=0), x)
-    got = outcome(SmoothedClassifier(Net(), 2, 0.5, seed=0), tensor)
+    got = outcome(SmoothedClassifier(base_of("torch"), 2, 0.5, seed=0), tensor)
     # the noise is drawn by torch, not numpy: the two may predict differently only near the boundary (6 sigmas)
     refused = isinstance(expected, str) or isinstance(got, str)  # then x is not complex: its sum is real
     if refused or abs(float(x.astype(np.float64).sum()) - 0.1) > 3.0 * math.sqrt(x.size):
@@ -180,20 +203,6 @@ def test_any_n_alpha_and_batch_size_predict_or_are_refused_naming_an_argument_th
 
 
 # The engine --------------------------------------------------------------------------------------------------------
-
-def base_of(backend: str) -> Any:
-    """The ``Sign`` classifier as a numpy callable, or as a torch module (logits)."""
-    if backend == "numpy":
-        return Sign()
-    torch = pytest.importorskip("torch")
-
-    class SignNet(torch.nn.Module):
-        def forward(self, batch: Any) -> Any:
-            score = batch.reshape(len(batch), -1).sum(1) - 0.1
-            return torch.stack([-score, score], 1)
-
-    return SignNet()
-
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @settings(FUZZ, max_examples=40)
@@ -425,11 +434,6 @@ def test_any_value_of_a_numeric_option_runs_or_is_refused_on_one_line_before_any
     """``rs-plugin certify`` with any value of a numeric option: it certifies (the file holds its rows), or it
     exits with status 1 or 2 (argparse) and the last line of stderr names the option, before the output file or its
     settings record exist; never a traceback."""
-    import contextlib
-    import io
-
-    from rs_plugin.cli import main
-
     if option == "--sigma" and value in ("2", "3.5", " 7", "1e-400"):
         return  # a valid sigma would train another digits model (seconds each); sigma's checks are above
     with tempfile.TemporaryDirectory() as folder:
@@ -437,14 +441,7 @@ def test_any_value_of_a_numeric_option_runs_or_is_refused_on_one_line_before_any
         args = ["certify", "--no-progress", "--out", str(out)]
         for name, default in CLI_OPTIONS.items():
             args += [name, value if name == option else default]
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                code = main(args)
-            except SystemExit as exit_:  # argparse's usage error
-                code = exit_.code
-        text = err.getvalue()
+        code, _, text = run_cli(args)
         assert "Traceback" not in text
         if code == 0:  # only for a value the option takes
             number = float(value)
@@ -648,28 +645,16 @@ def test_any_value_of_an_analyze_option_gives_the_table_or_one_line_naming_it(op
     """``rs-plugin analyze`` on one of the paper authors' released logs with any value of a numeric option: the
     table (exit 0) for a value the option takes, or exit 1/2 with the option named on stderr's last line, even for an
     option this run does not use (``--rho`` without ``--high-prob`` once let any value pass); never a traceback."""
-    import contextlib
-    import io
-
-    from rs_plugin.cli import main
-
     log = Path(__file__).parent / "data" / "cohen2019" / "data" / "certify" / "cifar10" / "resnet110" / "noise_0.25" / \
         "test" / "sigma_0.25"
     args = ["analyze", str(log), option, value, *(["--high-prob"] if high_prob else [])]
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            code = main(args)
-        except SystemExit as exit_:
-            code = exit_.code
-    text = err.getvalue()
+    code, out, text = run_cli(args)
     assert "Traceback" not in text
     if code == 0:  # only for a value the option takes, whether or not this run uses it
         number = float(value)
         assert math.isfinite(number) and number >= 0 and (option != "--max-radius" or number > 0)
         assert option in ("--radii", "--max-radius") or number < 1
-        assert out.getvalue().strip()
+        assert out.strip()
         return
     assert code in (1, 2), text
     last = text.strip().splitlines()[-1]
