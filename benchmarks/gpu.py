@@ -202,7 +202,7 @@ def measure(args: argparse.Namespace, device: torch.device) -> None:
               f"{'s/certificate':>15}")
         for setting in settings(precisions, layouts, args.compile):
             model = setting.wrap(copy.deepcopy(base))  # channels_last converts the network it is given
-            limit, best = forward_limit(model, x, sizes, sizes[-1] if quick else 20_000)
+            limit, best = forward_limit(model, x, sizes, sizes[-1] if quick else args.limit_images)
             seconds = certify_seconds(model, net, xs[1:], n0, n, args.batch_size or (8 if quick else None))
             rate = (n0 + n) / seconds
             print(f"  {setting.name:40}{limit:13,.0f}{best:7}{rate:15,.0f}{rate / limit:10.2f}{seconds:15.2f}")
@@ -297,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="CERTIFY's batch size (default: measured at start)")
     parser.add_argument("--batch-sizes", type=int, nargs="+",
                         help="batch sizes of the limit (default: 32, 64, ..., 16384)")
+    parser.add_argument("--limit-images", type=int, default=10_000,
+                        help="images timed per batch size of the limit (default: 10,000)")
     parser.add_argument("--reference", type=Path,
                         help=f"the paper's released logs (default: {REFERENCES[0]}, else {REFERENCES[1]})")
     args = parser.parse_args(argv)
