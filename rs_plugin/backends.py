@@ -24,7 +24,9 @@ class Backend(Protocol):
 
     Optionally, an attribute ``max_batch_size``: None, or a batch size the device has room for after a larger batch
     ran out of memory (the batch sizer of :mod:`rs_plugin.calibration` then stays at or below it; the torch backend
-    sets it)."""
+    sets it); and an attribute ``device_memory``: None on a CPU, or the free memory in bytes of the accelerator the
+    model runs on (the batch sizer then starts at the largest size that memory allows and looks downwards; the torch
+    backend sets it on a GPU)."""
 
     def prepare(self, x: Any) -> Any:
         """Check one input (no batch dimension; finite values) and convert it for :meth:`counts`."""

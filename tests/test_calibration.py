@@ -142,6 +142,52 @@ def test_no_larger_batch_is_tried_once_one_batch_is_slow_or_too_big_for_memory()
     assert BatchSizer.for_input((3, 32, 32)).size == 128
 
 
+H200_RESNET50 = {1: 195, 2: 504, 4: 1035, 8: 1918, 16: 3906, 32: 7535, 64: 12526, 128: 13722, 256: 15117,
+                 512: 15500, 1024: 15964, 2048: 16007}
+"""Noisy inputs per second of ResNet-50 on 3x224x224 in bf16 by batch size, as measured on an NVIDIA H200 (the batch
+sizer's report and the limit of benchmarks/gpu_batch.py): a GPU is slow at small batches and fastest at the largest."""
+
+
+def gpu_curve(rates: dict[int, float], rng: np.random.Generator) -> Callable[[int, float], float]:
+    return lambda size, t: rates[size] * (1 + 0.02 * rng.uniform(-1, 1))
+
+
+def test_on_an_accelerator_the_sizer_starts_at_the_largest_size_its_free_memory_allows() -> None:
+    """A batch of float32 inputs takes at most 1/64 of the free memory and 2 GiB, and at most 16,384 rows; on a CPU
+    (no device memory) the start is as before."""
+    h200 = 140 * 10**9
+    assert BatchSizer.for_input((3, 224, 224), h200).size == BatchSizer.for_input((3, 224, 224), h200).max_size == 2048
+    assert BatchSizer.for_input((3, 32, 32), h200).size == 16384
+    small = BatchSizer.for_input((3, 224, 224), 8 << 30)  # 128 MiB for inputs of 588 KiB
+    assert small.size == small.max_size == 128
+    assert BatchSizer.for_input((3, 224, 224), 1 << 20).size == 1  # a nearly full device: one input at a time
+    cpu = BatchSizer.for_input((3, 224, 224))
+    assert (cpu.size, cpu.max_size) == (2, 1024)
+
+
+def test_on_a_gpu_s_speed_curve_the_accelerator_start_runs_at_its_speed_from_the_first_certificate() -> None:
+    """The time of one ResNet-50 certificate at n = 100,000 on the H200 curve: started at the top, at least 0.95 of
+    the best speed, in each of 20 seeded runs; started small as on a CPU (the deliberately wrong way there), the climb
+    costs a large share of it."""
+    for seed in range(20):
+        top = BatchSizer.for_input((3, 224, 224), 140 * 10**9)
+        assert drive(top, gpu_curve(H200_RESNET50, np.random.default_rng(seed)), 6.5) > 0.95 * 16007
+    climbing = BatchSizer.for_input((3, 224, 224))
+    climbing.max_size = 2048
+    assert drive(climbing, gpu_curve(H200_RESNET50, np.random.default_rng(0)), 6.5) < 0.8 * 16007
+
+
+def test_on_an_accelerator_the_sizer_moves_down_where_a_smaller_size_is_faster() -> None:
+    """A device whose speed peaks at 512 and loses 20% at each doubling above it: from the top (4096) the sizer
+    comes down to 512 and the run keeps most of the best speed."""
+    rates = {2**k: 10_000.0 / (1 + 0.25 * max(0, k - 9)) for k in range(13)}
+    sizer = BatchSizer.for_input((3, 32, 32), 1 << 30)  # 16 MiB for inputs: 1,365 rows -> 1024
+    assert sizer.size == 1024
+    sizer = BatchSizer(4096, max_size=4096)
+    speed = drive(sizer, gpu_curve(rates, np.random.default_rng(5)), 120.0)
+    assert sizer.size == 512 and speed > 0.9 * 10_000
+
+
 def test_the_report_says_what_was_chosen_and_why() -> None:
     sizer = BatchSizer(256)
     assert "nothing measured" in sizer.report()

@@ -121,6 +121,20 @@ def test_the_gpu_benchmark_runs_at_its_test_size_on_the_cpu(model: str, title: s
     assert "n/a" in paper or f"of {certificates} certificates" in paper
 
 
+def test_the_gpu_batch_size_benchmark_runs_at_its_test_size_on_the_cpu() -> None:
+    """``benchmarks/gpu_batch.py --device cpu --quick``: for each setting the limit by batch size, the noise alone,
+    CERTIFY at a fixed size, and CERTIFY started as on a CPU and as on an accelerator (at the top size)."""
+    pytest.importorskip("torch")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_batch.py"), "--device", "cpu", "--quick",
+                             "--cases", "2", "3"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "FAILED" not in out and out.count("ResNet-110, 3x32x32, ") == 2
+    assert out.count("  limit img/s: 4: ") == 2 and out.count("certify at fixed batch") == 2
+    assert out.count("  cpu start: warm-up") == 2 and out.count("  accelerator start: warm-up") == 2
+    assert all("batch size 16384" in line for line in out.splitlines() if "accelerator start" in line)
+
+
 def test_without_cuda_the_gpu_benchmark_stops_with_one_line(capsys) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -130,6 +144,10 @@ def test_without_cuda_the_gpu_benchmark_stops_with_one_line(capsys) -> None:
     assert gpu.main(["--device", "cpu"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("gpu.py: no CUDA device here")
+    batch = load("gpu_batch")
+    assert batch.main(["--device", "cpu"]) == 1 and batch.main([]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("gpu_batch.py: --device cpu runs only with --quick") and "no CUDA device" in err[1]
 
 
 def test_the_prepared_gpu_session_script_is_valid_bash_and_names_what_exists() -> None:

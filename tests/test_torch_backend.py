@@ -381,6 +381,44 @@ def test_a_batch_that_runs_out_of_device_memory_runs_in_halves_and_the_size_stay
     assert auto.backend.max_batch_size == 99 and sizer.max_size == 64 and sizer.size <= 64  # 100 (n0) failed
 
 
+def test_on_a_gpu_the_run_starts_at_the_largest_batch_and_one_that_runs_out_of_memory_costs_nothing() -> None:
+    """The torch backend knows a GPU's free memory (none on a CPU); the batch sizer then starts at the largest size it
+    allows. Here a CPU network plays a GPU with 16 GiB free that runs out of memory above 64 copies: the first batch
+    (16,384) runs in halves, the size is capped below it, and the certificate is that of batches of 64."""
+    from rs_plugin import SmoothedClassifier, calibration
+
+    class Small(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if len(x) > 64:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return self.linear(x)
+
+    torch.manual_seed(0)
+    net = Small()
+    x = np.array([0.2, -0.1, 0.4], dtype=np.float32)
+    gpu = SmoothedClassifier(net, 4, 0.5, seed=3)
+    assert gpu.backend.device_memory is None  # a CPU
+    gpu.backend.device_memory = 16 << 30
+    calibration._SIZERS.clear()
+    assert gpu.batch_size_for(gpu.backend.prepare(x)) == 16384
+    certificate = gpu.certify(x, 100, 30_000, 0.001)
+    assert certificate == SmoothedClassifier(net, 4, 0.5, seed=3, batch_size=64).certify(x, 100, 30_000, 0.001)
+    assert gpu.batch_size_for(gpu.backend.prepare(x)) <= 64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_backend_knows_the_free_memory_of_its_gpu() -> None:
+    from rs_plugin import SmoothedClassifier
+
+    g = SmoothedClassifier(nn.Linear(3, 2).cuda(), 2, 0.5, seed=0)
+    total = torch.cuda.mem_get_info()[1]
+    assert 0 < g.backend.device_memory <= total
+
+
 class OneBadLogit(nn.Module):
     """Logits (0, 1, 0) for every row but one, where a given class gets ``bad``: a non-finite logit that need not
     be the largest (-inf in a class nobody votes for changes no vote)."""

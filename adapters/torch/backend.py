@@ -60,6 +60,11 @@ class TorchBackend:
         self._cast_buffer: torch.Tensor | None = None
         self.max_batch_size: int | None = None
         """Below the smallest batch that ran out of device memory (None: none has)."""
+        self.device_memory: int | None = None
+        """The free memory of the GPU the model runs on, in bytes, when the backend was made (None on a CPU): the
+        batch sizer starts at the largest batch it allows (:meth:`rs_plugin.calibration.BatchSizer.for_input`)."""
+        if self.device.type == "cuda":
+            self.device_memory = torch.cuda.mem_get_info(self.device)[0]
 
     def prepare(self, x: Any) -> torch.Tensor:
         """``x`` as a float32 tensor on the model's device; ``ValueError`` for an input that is complex, not numeric,
