@@ -8,7 +8,9 @@ the other size is faster by a clear margin twice in a row, or by a small margin 
 (a flat peak, where the gain is smaller than the timings' jitter). Every row it times is a row the run needed, so
 measuring costs only the few chunks run at a slower size: the trials grow rarer while the current size keeps
 winning, and wait while the losing ones have cost more than 2% of the time. Results never depend on the batch
-size: each example's noise comes from its own stream (:mod:`rs_plugin.engine`).
+size: each example's noise comes from its own stream (:mod:`rs_plugin.engine`). On an accelerator (a backend that
+reports its free ``device_memory``) the run starts at the largest size that memory allows instead, where a GPU is
+usually fastest, and the trials look downwards.
 
 :func:`best_batch_size` is the one-off measurement for callers that run no long loop of their own (training's
 smoothed forward pass): the same candidate sizes, measured on a throwaway stream, a bounded cost.
