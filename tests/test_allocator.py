@@ -45,9 +45,16 @@ def page_faults(mode: str) -> int:
                     reason="glibc's mallopt only")
 def test_a_network_s_temporaries_are_reused_without_mapping_them_again() -> None:
     """Retained, the passes fault (almost) no page in; with only the trim threshold fixed they fault in megabytes
-    every pass (a 4 KiB page each)."""
+    every pass (a 4 KiB page each). A fresh process can now and then fault pages in for the kernel's own reasons
+    (reclaim, huge pages: once 676 in CI where a run gives 1), so the retained count is the least of up to three
+    processes; the wrong variant needs one."""
     pytest.importorskip("torch")
-    assert page_faults("retain") < 100
+    retained = page_faults("retain")
+    for _ in range(2):
+        if retained < 100:
+            break
+        retained = min(retained, page_faults("retain"))
+    assert retained < 100
     assert page_faults("trim-only") > 5 * 1_000
 
 
