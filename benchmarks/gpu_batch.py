@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             gpu.synchronize(device)
             print(f"  noise alone at batch {sizes[-1]}: {n / (time.perf_counter() - start):,.0f} copies/s", flush=True)
-            g = SmoothedClassifier(model, net.classes, gpu.SIGMA, seed=0, batch_size=best)
-            timed(g, xs[0], n0, min(n, 1000), 100)
-            seconds = timed(g, xs[1], n0, n, 0)
+            seconds = gpu.certify_seconds(model, net, xs[1:2], n0, n, best)
             print(f"  certify at fixed batch {best}: {(n0 + n) / seconds:,.0f} img/s ({seconds:.2f} s), "
                   f"{(n0 + n) / seconds / limits[best]:.2f} of that size's limit", flush=True)
             for accelerator in (False, True):

@@ -356,23 +356,30 @@ def test_cuda_bf16_certifies_with_the_float32_labels_of_the_cpu(noisy_digits_net
         assert a.selected == b.selected and abs(a.count - b.count) < 5 * np.sqrt(5000 * 0.25), (a, b)
 
 
-def test_a_batch_that_runs_out_of_device_memory_runs_in_halves_and_the_size_stays_below_it() -> None:
+class OutOfMemoryAbove64(nn.Module):
+    """A linear network (3 values, 4 classes) that raises torch's out-of-memory error for a batch above 64 copies,
+    as a GPU without room for more would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) > 64:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.linear(x)
+
+
+def test_a_batch_that_runs_out_of_device_memory_runs_in_halves_and_the_size_stays_below_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A network that runs out of memory above 64 copies: the run goes on with the same noise (the same counts as
     batches of 64), and the adaptive batch size is capped below what failed."""
     from rs_plugin import SmoothedClassifier, calibration
 
-    class Small(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.linear = torch.nn.Linear(3, 4)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if len(x) > 64:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return self.linear(x)
+    monkeypatch.setattr(calibration, "_SIZERS", {})  # no size measured on this network before
 
     torch.manual_seed(0)
-    net = Small()
+    net = OutOfMemoryAbove64()
     x = np.array([0.2, -0.1, 0.4], dtype=np.float32)
     auto = SmoothedClassifier(net, 4, 0.5, seed=3)
     certificate = auto.certify(x, 100, 3000, 0.001)
@@ -381,29 +388,20 @@ def test_a_batch_that_runs_out_of_device_memory_runs_in_halves_and_the_size_stay
     assert auto.backend.max_batch_size == 99 and sizer.max_size == 64 and sizer.size <= 64  # 100 (n0) failed
 
 
-def test_on_a_gpu_the_run_starts_at_the_largest_batch_and_one_that_runs_out_of_memory_costs_nothing() -> None:
+def test_on_a_gpu_the_run_starts_at_the_largest_batch_and_one_that_runs_out_of_memory_costs_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The torch backend knows a GPU's free memory (none on a CPU); the batch sizer then starts at the largest size it
     allows. Here a CPU network plays a GPU with 16 GiB free that runs out of memory above 64 copies: the first batch
     (16,384) runs in halves, the size is capped below it, and the certificate is that of batches of 64."""
     from rs_plugin import SmoothedClassifier, calibration
 
-    class Small(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.linear = torch.nn.Linear(3, 4)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if len(x) > 64:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return self.linear(x)
-
     torch.manual_seed(0)
-    net = Small()
+    net = OutOfMemoryAbove64()
     x = np.array([0.2, -0.1, 0.4], dtype=np.float32)
     gpu = SmoothedClassifier(net, 4, 0.5, seed=3)
     assert gpu.backend.device_memory is None  # a CPU
     gpu.backend.device_memory = 16 << 30
-    calibration._SIZERS.clear()
+    monkeypatch.setattr(calibration, "_SIZERS", {})  # a new sizer, made with the memory above
     assert gpu.batch_size_for(gpu.backend.prepare(x)) == 16384
     certificate = gpu.certify(x, 100, 30_000, 0.001)
     assert certificate == SmoothedClassifier(net, 4, 0.5, seed=3, batch_size=64).certify(x, 100, 30_000, 0.001)
