@@ -13,7 +13,7 @@ reports its free ``device_memory``) the run starts at the largest size that memo
 usually fastest, and the trials look downwards.
 
 :func:`best_batch_size` is the one-off measurement for callers that run no long loop of their own (training's
-smoothed forward pass): the same candidate sizes, measured on a throwaway stream, a bounded cost.
+smoothed forward pass): the same start and candidate sizes, measured on a throwaway stream, a bounded cost.
 """
 
 from __future__ import annotations
@@ -289,14 +289,17 @@ def measure(backend: Any, noise: Any, x: Any, size: int, min_seconds: float = 0.
 
 def best_batch_size(backend: Any, noise: Any, x: Any, budget: float = 1.0) -> tuple[int, float]:
     """``(size, copies per second)``, the fastest power of two for ``backend`` on inputs like the prepared ``x``:
-    from :func:`start_size` the sizes are measured upwards while they get faster (by :data:`MARGIN`) and a batch
-    stays under :data:`SLOW_BATCH_SECONDS`, or else downwards while they get faster, within about ``budget``
-    seconds after the first; once per process for each :func:`calibration_key`."""
+    from where :meth:`BatchSizer.for_input` starts (on an accelerator, the largest size its free memory allows) the
+    sizes are measured upwards while they get faster (by :data:`MARGIN`) and a batch stays under
+    :data:`SLOW_BATCH_SECONDS`, or else downwards while they get faster, within about ``budget`` seconds after the
+    first; once per process for each :func:`calibration_key`. A size that ran out of device memory (the backend's
+    ``max_batch_size`` fell below it: it ran in halves) is never the answer: the sizes are capped below it."""
     key = ("once", *calibration_key(backend, x))
     sizer = _SIZERS.get(key)
     if sizer is None:
-        sizer = BatchSizer.for_input(tuple(getattr(x, "shape", ())))
-        rates = {sizer.size: measure(backend, noise, x, sizer.size)}
+        sizer = BatchSizer.for_input(tuple(getattr(x, "shape", ())), getattr(backend, "device_memory", None))
+        rates: dict[int, float] = {}
+        _measure_fitting(backend, noise, x, sizer, sizer.size, rates)
         start = time.perf_counter()
         for direction in (1, -1):
             size = sizer.size
@@ -305,7 +308,8 @@ def best_batch_size(backend: Any, noise: Any, x: Any, budget: float = 1.0) -> tu
                 other = size * 2 if direction > 0 else size // 2
                 if other < 1 or other > sizer.max_size or (direction > 0 and slow):
                     break
-                rates[other] = measure(backend, noise, x, other)
+                if not _measure_fitting(backend, noise, x, sizer, other, rates):
+                    break
                 if rates[other] <= rates[size] * (1 + MARGIN):
                     break
                 size = other
@@ -315,3 +319,22 @@ def best_batch_size(backend: Any, noise: Any, x: Any, budget: float = 1.0) -> tu
         sizer.size = max(rates, key=rates.get)
         _SIZERS[key] = sizer
     return sizer.size, sizer.rates[sizer.size]
+
+
+def _measure_fitting(backend: Any, noise: Any, x: Any, sizer: BatchSizer, size: int, rates: dict[int, float]) -> bool:
+    """Measure ``size`` into ``rates``; whether it fitted in the device's memory. A size that did not (it ran in
+    halves) caps ``sizer`` below it and drops every rate above the cap; ``sizer``'s size, moved down to the cap, is
+    then measured too unless it was already."""
+    fitted = True
+    while True:
+        rates[size] = measure(backend, noise, x, size)
+        largest = getattr(backend, "max_batch_size", None)
+        if largest is None or size <= largest:
+            return fitted
+        fitted = False
+        sizer.cap(largest)
+        for tried in [s for s in rates if s > sizer.max_size]:
+            del rates[tried]
+        if sizer.size in rates:
+            return False
+        size = sizer.size

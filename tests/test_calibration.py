@@ -261,3 +261,58 @@ def test_the_one_off_measurement_tries_sizes_below_the_start_when_they_are_faste
     assert size == 8 and rate == pytest.approx(13_000.0)
     calls = Backend.calls
     assert calibration.best_batch_size(Backend(), None, x) == (size, rate) and Backend.calls == calls
+
+
+class SimulatedGpu:
+    """A backend on a simulated clock (no timing of this machine decides a test) that runs at ``rates[size]`` copies
+    per second, has ``device_memory`` bytes free and, like the torch backend, runs a batch above ``fits`` in halves
+    and records that in ``max_batch_size``."""
+
+    def __init__(self, clock: list[float], rates: dict[int, float], device_memory: int | None, fits: int) -> None:
+        self.clock, self.rates, self.device_memory, self.fits = clock, rates, device_memory, fits
+        self.max_batch_size: int | None = None
+
+    def identity(self) -> tuple:
+        return ("simulated gpu", id(self))
+
+    def stream(self, noise, seed):
+        return None
+
+    def counts(self, xs, nums, streams, batch_size):
+        size = batch_size
+        while size > self.fits:
+            self.max_batch_size = min(self.max_batch_size or size - 1, size - 1)
+            size //= 2
+        self.clock[0] += batch_size / self.rates[size]
+        return np.zeros((1, 2))
+
+
+def test_the_one_off_measurement_on_an_accelerator_starts_at_the_top(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the H200's ResNet-50 curve the one-off measurement (SmoothedModule's batch size) answers the fastest size,
+    2048, where a GPU's free memory puts the start; started as on a CPU (the deliberately wrong way there) its climb
+    stops early: 512, the fastest of the sizes it measured (512 gained less than the margin over 256)."""
+    clock = [0.0]
+    monkeypatch.setattr(calibration, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(calibration, "_SIZERS", {})
+    x = np.zeros((3, 224, 224), dtype=np.float32)
+    gpu = SimulatedGpu(clock, H200_RESNET50, 140 * 10**9, fits=1 << 20)
+    assert calibration.best_batch_size(gpu, None, x) == (2048, pytest.approx(16007))
+    cpu_start = SimulatedGpu(clock, H200_RESNET50, None, fits=1 << 20)
+    assert calibration.best_batch_size(cpu_start, None, x)[0] == 512
+
+
+def test_the_one_off_measurement_keeps_below_a_size_that_ran_out_of_device_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A device with 16 GiB free on which batches above 64 copies run out of memory, though larger ones would be
+    faster: the measurement starts at 16,384, which runs in halves, and answers 64, the largest size that fits; no
+    rate of a size that did not fit is kept."""
+    clock = [0.0]
+    monkeypatch.setattr(calibration, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(calibration, "_SIZERS", {})
+    rates = {2**k: 1000.0 * (k + 1) for k in range(15)}
+    gpu = SimulatedGpu(clock, rates, 16 << 30, fits=64)
+    x = np.zeros(3, dtype=np.float32)
+    assert calibration.best_batch_size(gpu, None, x) == (64, pytest.approx(rates[64]))
+    sizer = calibration._SIZERS[("once", *calibration.calibration_key(gpu, x))]
+    assert sizer.max_size == 64 and max(sizer.rates) == 64 and sizer.moves[0] == (16384, 64, 0.0)

@@ -230,3 +230,47 @@ def test_with_gradients_the_measured_batch_size_is_one_whose_backward_pass_fits_
         adv = x.clone().requires_grad_(True)
         wrong = SmoothedModule(base, 0.5, num_noise=40, seed=1, batch_size=256)
         torch.autograd.grad(wrong(adv, noise_seed=7)[:, 0].sum(), adv)
+
+
+def test_on_a_gpu_the_measured_batch_size_starts_at_the_largest_and_keeps_below_what_ran_out_of_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CPU base posing as a GPU with 16 GiB free on which batches above 64 copies run out of memory: the measured
+    size starts at the top (16,384 rows of 3 values) and is capped at 64, and the module's log-probabilities and
+    gradients are those of a fixed batch size of 64. Started small as on a CPU (the deliberately wrong way) the
+    measurement kept a size far above 64 that had run only in halves (4096 here), where inference runs out of memory."""
+    from rs_plugin import calibration
+    from rs_plugin.adapters.torch import module
+
+    class OutOfMemoryAbove64(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3, 4)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            if len(z) > 64:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return self.linear(z)
+
+    class PosingAsGpu(module.TorchBackend):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.device_memory = 16 << 30
+
+    monkeypatch.setattr(calibration, "_SIZERS", {})
+    monkeypatch.setattr(module, "TorchBackend", PosingAsGpu)
+    torch.manual_seed(0)
+    base = OutOfMemoryAbove64()
+    x = torch.tensor([[0.2, -0.1, 0.4], [0.5, 0.3, -0.2]])
+    measured, fixed = (SmoothedModule(base, 0.5, num_noise=100, seed=1, batch_size=b) for b in (None, 64))
+    with torch.no_grad():
+        assert measured.batch_size_for(x) <= 64
+        torch.testing.assert_close(measured(x, noise_seed=3), fixed(x, noise_seed=3))
+    (sizer,) = (s for key, s in calibration._SIZERS.items() if key[0] == "once")
+    assert sizer.moves[0] == (16384, 64, 0.0) and max(sizer.rates) == 64
+    grads = []
+    for smoothed in (measured, fixed):
+        adv = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(smoothed(adv, noise_seed=7)[:, 0].sum(), adv)
+        grads.append(grad)
+    torch.testing.assert_close(grads[0], grads[1])

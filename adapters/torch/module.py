@@ -78,7 +78,8 @@ class SmoothedModule(nn.Module):
     def batch_size_for(self, x: torch.Tensor) -> int:
         """Noisy copies per forward pass for inputs like those of the batch ``x``: ``batch_size``, or the fastest
         size measured by :func:`rs_plugin.calibration.best_batch_size` (once per input shape and device, with the
-        base in eval mode and no gradient). With gradients enabled (a backward pass follows: an attack, training),
+        base in eval mode and no gradient; on a GPU from the largest size its free memory allows, never above a size
+        that ran out of memory). With gradients enabled (a backward pass follows: an attack, training),
         that size halved until one batch's forward and backward pass run without the device running out of memory
         (:meth:`_fits_backward`): a backward pass holds every activation of its batch, inference only a layer's."""
         if self.batch_size is not None:
