@@ -3,7 +3,8 @@
 The fastest size depends on the network, the input, the device and how busy the machine is, and that can change
 during a run of hours, so it is never decided once at start-up. A :class:`BatchSizer` times the run's own work in
 chunks of a fraction of a second and now and then runs one chunk at twice or half the size, comparing it with the
-chunks at the current size just before and after it (so a load that comes and goes hits both alike); it moves when
+chunks at the current size just before and after it (so a load that comes and goes hits both alike, and a trial
+around which those two chunks ran at different speeds, the load having changed, is not judged); it moves when
 the other size is faster by a clear margin twice in a row, or by a small margin on average over its recent trials
 (a flat peak, where the gain is smaller than the timings' jitter). Every row it times is a row the run needed, so
 measuring costs only the few chunks run at a slower size: the trials grow rarer while the current size keeps
@@ -71,6 +72,11 @@ the way to a peak that is flat to within :data:`MARGIN` under timing jitter larg
 EVIDENCE_TRIALS = 4
 """The fewest trials of one neighbour that can move the size by :data:`SMALL_MARGIN`."""
 
+UNSTEADY = 0.15
+"""A trial is judged only when the current size's chunks just before and after it ran within this much of each other
+(15%): otherwise the machine's load changed around the trial (another process came or went) and the comparison would
+measure the load, not the sizes; such a trial moves nothing and adds no evidence."""
+
 EVIDENCE_WINDOW = 8
 """The most recent trials of one neighbour that the :data:`SMALL_MARGIN` rule weighs."""
 
@@ -98,10 +104,11 @@ class BatchSizer:
 
     Use: ask :meth:`next_size` for a chunk's batch size and :meth:`chunk_rows` for its rows, run them, and
     :meth:`record` how long they took. Guarantee: the size only moves to a neighbour (twice or half) that ran
-    faster than the current size in the chunks just before and after it: by :data:`MARGIN` in two trials in a row,
-    or by :data:`SMALL_MARGIN` on average over its latest trials (at least :data:`EVIDENCE_TRIALS`); it stays between
-    1 and :attr:`max_size`; and no trial starts while the losing trials have cost more than :data:`COST_SHARE` of the
-    time (what they took beyond what the current size would have).
+    faster than the current size in the chunks just before and after it, chunks that ran within :data:`UNSTEADY` of
+    each other: by :data:`MARGIN` in two trials in a row, or by :data:`SMALL_MARGIN` on average over its latest
+    trials (at least :data:`EVIDENCE_TRIALS`); it stays between 1 and :attr:`max_size`; and no trial starts while the
+    trials that lost or went unjudged have cost more than :data:`COST_SHARE` of the time (what they took beyond what
+    the current size would have).
     """
 
     size: int
@@ -117,7 +124,10 @@ class BatchSizer:
     seconds: float = 0.0
     """The time of the rows timed so far."""
     trial_cost: float = 0.0
-    """Of that time, what the trials that lost took beyond what the current size would have (their cost)."""
+    """Of that time, what the trials that lost or went unjudged took beyond what the current size would have (their
+    cost)."""
+    unsteady: int = 0
+    """Trials not judged because the load changed around them (:data:`UNSTEADY`)."""
 
     def __post_init__(self) -> None:
         self.size = max(1, min(self.size, self.max_size))
@@ -198,10 +208,11 @@ class BatchSizer:
             return f"batch size {self.size} (nothing measured yet)"
         tried = ", ".join(f"{s}: {r:,.0f}/s" for s, r in sorted(self.rates.items()))
         share, cost = self.trial_rows / self.rows, self.trial_cost / self.seconds
+        unjudged = f"; {self.unsteady} trials not judged: the load changed around them" if self.unsteady else ""
         return (f"batch size {self.size}, which no size on trial has beaten by {MARGIN:.0%} twice in a row or by "
                 f"{SMALL_MARGIN:.1%} on average over its recent trials during the run (the latest noisy inputs per "
                 f"second by size: {tried}; {share:.0%} of the rows ran at a size on trial, costing {cost:.1%} of the "
-                "time)")
+                f"time{unjudged})")
 
     def _allowed(self, direction: int) -> bool:
         if direction < 0:
@@ -213,29 +224,33 @@ class BatchSizer:
     def _judge(self, after: float) -> None:
         """Compare the trial with the current size's chunks before and after it; move when it was faster by
         :data:`MARGIN` twice in a row, or by :data:`SMALL_MARGIN` consistently; otherwise double the wait before that
-        neighbour's next trial."""
+        neighbour's next trial. A trial whose chunks before and after differ by more than :data:`UNSTEADY` counts
+        for nothing (and breaks a row of wins): the load changed around it."""
         assert self._trial is not None
         size, rows, rate, before = self._trial
         self._trial = None
         direction = 1 if size > self.size else -1
         baseline = statistics.mean([before, after])
         speedup = rate / baseline
-        evidence = self._evidence[direction]
-        evidence[:] = [*evidence[1 - EVIDENCE_WINDOW:], math.log(speedup)]
-        confirmed, consistent = speedup > 1 + MARGIN and bool(self._wins), _consistently_faster(evidence)
-        if speedup > 1 + MARGIN and not (confirmed or consistent):
-            self._wins, self._direction = speedup, direction  # once faster: confirm it with the next chunks
-            return
-        if confirmed or consistent:  # move on, and keep going that way (going back was measured slower)
-            speedup = min(speedup, self._wins) if confirmed else math.exp(statistics.mean(evidence))
-            self._wins = 0.0
-            self.moves.append((self.size, size, speedup))
-            self.size, self._last = size, None
-            self._patience = {direction: 1, -direction: BACK_PATIENCE}
-            self._wait = {direction: 0, -direction: BACK_PATIENCE}
-            self._evidence = {1: [], -1: []}
-            self._direction = direction
-            return
+        if max(before, after) > (1 + UNSTEADY) * min(before, after):  # the load changed: the trial tells nothing
+            self.unsteady += 1
+        else:
+            evidence = self._evidence[direction]
+            evidence[:] = [*evidence[1 - EVIDENCE_WINDOW:], math.log(speedup)]
+            confirmed, consistent = speedup > 1 + MARGIN and bool(self._wins), _consistently_faster(evidence)
+            if speedup > 1 + MARGIN and not (confirmed or consistent):
+                self._wins, self._direction = speedup, direction  # once faster: confirm it with the next chunks
+                return
+            if confirmed or consistent:  # move on, and keep going that way (going back was measured slower)
+                speedup = min(speedup, self._wins) if confirmed else math.exp(statistics.mean(evidence))
+                self._wins = 0.0
+                self.moves.append((self.size, size, speedup))
+                self.size, self._last = size, None
+                self._patience = {direction: 1, -direction: BACK_PATIENCE}
+                self._wait = {direction: 0, -direction: BACK_PATIENCE}
+                self._evidence = {1: [], -1: []}
+                self._direction = direction
+                return
         self._wins = 0.0
         self.trial_cost += max(0.0, rows / rate - rows / baseline)
         self._patience[direction] = min(2 * self._patience[direction], MAX_PATIENCE)
