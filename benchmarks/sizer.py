@@ -8,15 +8,18 @@ of its size)``, the rate off by a log-normal factor of standard deviation ``--ji
 colder caches). ``--drift D`` adds what a shared host does: the machine's speed, the same for every size,
 drifting as a log-normal factor of standard deviation D that forgets itself over ``--drift-seconds`` (an
 Ornstein-Uhlenbeck process in time), so that a trial and the chunks around it can meet different speeds; a run's
-speed is then taken against the best size's at the same machine speeds. The curves are relative speeds by batch
+speed is then taken against the best size's at the same machine speeds. ``--disturb S`` puts another CPU-bound
+process on the machine for the first S seconds of each run: each chunk then gets a new share of 10-50% of the
+machine's speed (what such a process did to torch's two threads on two cores). The curves are relative speeds by batch
 size, shaped after ``throughput.py`` and ``resnets.py`` on a 2-core CPU (their absolute rates only set how many
 rows a chunk holds). For each curve and run length, over ``--runs`` seeded runs: the mean and 10th percentile of
 the run's speed as a fraction of the best size's, the rows run at a size on trial, and where the runs ended.
 ``with average`` is the sizer as it is; ``two wins only`` is the same sizer with the average rule switched off
-(moves only after two trials in a row faster by ``MARGIN``).
+(moves only after two trials in a row faster by ``MARGIN``); ``every trial judged`` judges also the trials around
+which the current size's chunks ran at different speeds (``UNSTEADY`` switched off).
 
     python benchmarks/sizer.py [--runs 40] [--jitter 0.03 0.07] [--seconds 20 60 300] [--switch 0.0]
-                               [--drift 0.1 --drift-seconds 2]
+                               [--drift 0.1 --drift-seconds 2] [--disturb 3]
 """
 
 from __future__ import annotations
@@ -91,11 +94,12 @@ class Drift:
 
 def simulate(
     curve: Curve, seconds: float, jitter: float, switch: float, runs: int, start: int | None = None,
-    drift: Drift = Drift(),
+    drift: Drift = Drift(), disturb: float = 0.0,
 ) -> Outcome:
     """``runs`` seeded simulated runs of ``seconds`` each of the sizer on ``curve`` (see the module's description),
-    starting at ``start`` (default: where a run on the curve's input starts). A run's speed is its rows over those
-    the best size would have run in the same time at the same (drifting) machine speeds."""
+    starting at ``start`` (default: where a run on the curve's input starts), another process taking the machine
+    for the first ``disturb`` seconds. A run's speed is its rows over those the best size would have run in the
+    same time at the same (drifting, disturbed) machine speeds."""
     outcome = Outcome([], [], collections.Counter())
     for seed in range(runs):
         rng, machine = np.random.default_rng(seed), np.random.default_rng([seed, 1])
@@ -107,7 +111,7 @@ def simulate(
         while t < seconds:
             size = sizer.next_size()
             chunk = sizer.chunk_rows(size)
-            speed = curve.rate * np.exp(level)
+            speed = curve.rate * np.exp(level) * (machine.uniform(0.1, 0.5) if t < disturb else 1.0)
             spent = chunk / (speed * curve.relative[size] * np.exp(jitter * rng.standard_normal()))
             spent += switch if size != previous else 0.0
             sizer.record(size, chunk, spent)
@@ -127,23 +131,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--switch", type=float, default=0.0, help="seconds lost when the size changes")
     parser.add_argument("--drift", type=float, default=0.0, help="the machine's drifting speed: its log sd")
     parser.add_argument("--drift-seconds", type=float, default=2.0, help="how long the drift takes to forget itself")
+    parser.add_argument("--disturb", type=float, default=0.0, help="seconds of another process at each run's start")
     args = parser.parse_args(argv)
     drift = Drift(args.drift, args.drift_seconds)
-    evidence = calibration.EVIDENCE_TRIALS
+    evidence, unsteady = calibration.EVIDENCE_TRIALS, calibration.UNSTEADY
+    variants = {"with average": (evidence, unsteady), "two wins only": (10**9, unsteady),
+                "every trial judged": (evidence, float("inf"))}
     print(f"{args.runs} seeded runs per row; switching sizes costs {args.switch} s; machine drift {drift.sd:.0%} "
-          f"over {drift.seconds} s; columns per variant: mean speed "
+          f"over {drift.seconds} s; another process for the first {args.disturb} s; columns per variant: mean speed "
           "and 10th percentile (fractions of the best size's), rows on trial, final sizes (size:runs)")
     for curve in CURVES:
         print(f"\n{curve.name}, starting at {curve.start}")
         for jitter in args.jitter:
             for seconds in args.seconds:
                 results = {}
-                for label, trials in (("with average", evidence), ("two wins only", 10**9)):
-                    calibration.EVIDENCE_TRIALS = trials
-                    results[label] = simulate(curve, seconds, jitter, args.switch, args.runs, drift=drift)
-                calibration.EVIDENCE_TRIALS = evidence
+                for label, (calibration.EVIDENCE_TRIALS, calibration.UNSTEADY) in variants.items():
+                    results[label] = simulate(curve, seconds, jitter, args.switch, args.runs, drift=drift,
+                                              disturb=args.disturb)
+                calibration.EVIDENCE_TRIALS, calibration.UNSTEADY = evidence, unsteady
                 for label, outcome in results.items():
-                    print(f"  jitter {jitter:.0%}, {seconds:4.0f} s  {label:14} {outcome.cells()}")
+                    print(f"  jitter {jitter:.0%}, {seconds:4.0f} s  {label:18} {outcome.cells()}")
     return 0
 
 

@@ -72,9 +72,9 @@ the way to a peak that is flat to within :data:`MARGIN` under timing jitter larg
 EVIDENCE_TRIALS = 4
 """The fewest trials of one neighbour that can move the size by :data:`SMALL_MARGIN`."""
 
-UNSTEADY = 0.15
+UNSTEADY = 0.2
 """A trial is judged only when the current size's chunks just before and after it ran within this much of each other
-(15%): otherwise the machine's load changed around the trial (another process came or went) and the comparison would
+(20%): otherwise the machine's load changed around the trial (another process came or went) and the comparison would
 measure the load, not the sizes; such a trial moves nothing and adds no evidence."""
 
 EVIDENCE_WINDOW = 8
@@ -225,7 +225,8 @@ class BatchSizer:
         """Compare the trial with the current size's chunks before and after it; move when it was faster by
         :data:`MARGIN` twice in a row, or by :data:`SMALL_MARGIN` consistently; otherwise double the wait before that
         neighbour's next trial. A trial whose chunks before and after differ by more than :data:`UNSTEADY` counts
-        for nothing (and breaks a row of wins): the load changed around it."""
+        for nothing (it breaks a row of wins, and that neighbour is tried again after the same wait): the load
+        changed around it."""
         assert self._trial is not None
         size, rows, rate, before = self._trial
         self._trial = None
@@ -234,26 +235,34 @@ class BatchSizer:
         speedup = rate / baseline
         if max(before, after) > (1 + UNSTEADY) * min(before, after):  # the load changed: the trial tells nothing
             self.unsteady += 1
-        else:
-            evidence = self._evidence[direction]
-            evidence[:] = [*evidence[1 - EVIDENCE_WINDOW:], math.log(speedup)]
-            confirmed, consistent = speedup > 1 + MARGIN and bool(self._wins), _consistently_faster(evidence)
-            if speedup > 1 + MARGIN and not (confirmed or consistent):
-                self._wins, self._direction = speedup, direction  # once faster: confirm it with the next chunks
-                return
-            if confirmed or consistent:  # move on, and keep going that way (going back was measured slower)
-                speedup = min(speedup, self._wins) if confirmed else math.exp(statistics.mean(evidence))
-                self._wins = 0.0
-                self.moves.append((self.size, size, speedup))
-                self.size, self._last = size, None
-                self._patience = {direction: 1, -direction: BACK_PATIENCE}
-                self._wait = {direction: 0, -direction: BACK_PATIENCE}
-                self._evidence = {1: [], -1: []}
-                self._direction = direction
-                return
+            self._stay(direction, max(0.0, rows / rate - rows / baseline), lost=False)
+            return
+        evidence = self._evidence[direction]
+        evidence[:] = [*evidence[1 - EVIDENCE_WINDOW:], math.log(speedup)]
+        confirmed, consistent = speedup > 1 + MARGIN and bool(self._wins), _consistently_faster(evidence)
+        if speedup > 1 + MARGIN and not (confirmed or consistent):
+            self._wins, self._direction = speedup, direction  # once faster: confirm it with the next chunks
+            return
+        if confirmed or consistent:  # move on, and keep going that way (going back was measured slower)
+            speedup = min(speedup, self._wins) if confirmed else math.exp(statistics.mean(evidence))
+            self._wins = 0.0
+            self.moves.append((self.size, size, speedup))
+            self.size, self._last = size, None
+            self._patience = {direction: 1, -direction: BACK_PATIENCE}
+            self._wait = {direction: 0, -direction: BACK_PATIENCE}
+            self._evidence = {1: [], -1: []}
+            self._direction = direction
+            return
+        self._stay(direction, max(0.0, rows / rate - rows / baseline), lost=True)
+
+    def _stay(self, direction: int, cost: float, lost: bool) -> None:
+        """After a trial in ``direction`` that moved nothing and cost ``cost`` seconds: wait before that neighbour's
+        next trial, twice as long as last time when it ``lost`` (as long when it went unjudged), and look the other
+        way first."""
         self._wins = 0.0
-        self.trial_cost += max(0.0, rows / rate - rows / baseline)
-        self._patience[direction] = min(2 * self._patience[direction], MAX_PATIENCE)
+        self.trial_cost += cost
+        if lost:
+            self._patience[direction] = min(2 * self._patience[direction], MAX_PATIENCE)
         self._wait[direction] = self._patience[direction]
         self._direction = -direction
 
