@@ -239,18 +239,10 @@ def test_on_a_gpu_the_measured_batch_size_starts_at_the_largest_and_keeps_below_
     size starts at the top (16,384 rows of 3 values) and is capped at 64, and the module's log-probabilities and
     gradients are those of a fixed batch size of 64. Started small as on a CPU (the deliberately wrong way) the
     measurement kept a size far above 64 that had run only in halves (4096 here), where inference runs out of memory."""
+    from simulated_devices import OutOfMemoryAbove64
+
     from rs_plugin import calibration
     from rs_plugin.adapters.torch import module
-
-    class OutOfMemoryAbove64(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.linear = nn.Linear(3, 4)
-
-        def forward(self, z: torch.Tensor) -> torch.Tensor:
-            if len(z) > 64:
-                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return self.linear(z)
 
     class PosingAsGpu(module.TorchBackend):
         def __init__(self, *args, **kwargs) -> None:

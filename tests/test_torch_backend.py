@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from simulated_devices import OutOfMemoryAbove64  # noqa: E402
 from torch import nn  # noqa: E402
 
 from rs_plugin import SmoothedClassifier  # noqa: E402
@@ -354,20 +355,6 @@ def test_cuda_bf16_certifies_with_the_float32_labels_of_the_cpu(noisy_digits_net
     for index, image in enumerate(digits_test[0][:3]):
         a, b = (g.certify(image, 100, 5000, 0.001, index=index) for g in (cpu, bf16))
         assert a.selected == b.selected and abs(a.count - b.count) < 5 * np.sqrt(5000 * 0.25), (a, b)
-
-
-class OutOfMemoryAbove64(nn.Module):
-    """A linear network (3 values, 4 classes) that raises torch's out-of-memory error for a batch above 64 copies,
-    as a GPU without room for more would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(3, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(x) > 64:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return self.linear(x)
 
 
 def test_a_batch_that_runs_out_of_device_memory_runs_in_halves_and_the_size_stays_below_it(
