@@ -232,10 +232,10 @@ class BatchSizer:
         self._trial = None
         direction = 1 if size > self.size else -1
         baseline = statistics.mean([before, after])
-        speedup = rate / baseline
+        speedup, cost = rate / baseline, max(0.0, rows / rate - rows / baseline)
         if max(before, after) > (1 + UNSTEADY) * min(before, after):  # the load changed: the trial tells nothing
             self.unsteady += 1
-            self._stay(direction, max(0.0, rows / rate - rows / baseline), lost=False)
+            self._stay(direction, cost, lost=False)
             return
         evidence = self._evidence[direction]
         evidence[:] = [*evidence[1 - EVIDENCE_WINDOW:], math.log(speedup)]
@@ -253,7 +253,7 @@ class BatchSizer:
             self._evidence = {1: [], -1: []}
             self._direction = direction
             return
-        self._stay(direction, max(0.0, rows / rate - rows / baseline), lost=True)
+        self._stay(direction, cost, lost=True)
 
     def _stay(self, direction: int, cost: float, lost: bool) -> None:
         """After a trial in ``direction`` that moved nothing and cost ``cost`` seconds: wait before that neighbour's
@@ -291,8 +291,14 @@ def sizer_for(backend: Any, x: Any) -> BatchSizer:
     :func:`calibration_key`: a later run goes on from what earlier ones measured)."""
     key = calibration_key(backend, x)
     if key not in _SIZERS:
-        _SIZERS[key] = BatchSizer.for_input(tuple(getattr(x, "shape", ())), getattr(backend, "device_memory", None))
+        _SIZERS[key] = _new_sizer(backend, x)
     return _SIZERS[key]
+
+
+def _new_sizer(backend: Any, x: Any) -> BatchSizer:
+    """A sizer for ``backend`` on inputs like ``x``, starting where :meth:`BatchSizer.for_input` says for the
+    backend's device (its ``device_memory``, None on a CPU)."""
+    return BatchSizer.for_input(tuple(getattr(x, "shape", ())), getattr(backend, "device_memory", None))
 
 
 def measure(backend: Any, noise: Any, x: Any, size: int, min_seconds: float = 0.02) -> float:
@@ -321,7 +327,7 @@ def best_batch_size(backend: Any, noise: Any, x: Any, budget: float = 1.0) -> tu
     key = ("once", *calibration_key(backend, x))
     sizer = _SIZERS.get(key)
     if sizer is None:
-        sizer = BatchSizer.for_input(tuple(getattr(x, "shape", ())), getattr(backend, "device_memory", None))
+        sizer = _new_sizer(backend, x)
         rates: dict[int, float] = {}
         _measure_fitting(backend, noise, x, sizer, sizer.size, rates)
         start = time.perf_counter()
