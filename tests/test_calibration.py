@@ -270,6 +270,32 @@ def test_answers_with_a_moving_batch_size_equal_those_of_a_fixed_one(options: di
     assert len(sizer.moves) >= 2 and len(sizer.rates) >= 3  # the size did move during the runs
 
 
+class SimulatedBackend:
+    """A backend on a simulated clock (no timing of this machine decides a test) that runs at ``rates[size]`` copies
+    per second, has ``device_memory`` bytes free (None: a CPU) and, like the torch backend, runs a batch above
+    ``fits`` in halves and records that in ``max_batch_size``; ``calls`` counts its calls."""
+
+    def __init__(self, clock: list[float], rates: dict[int, float], device_memory: int | None, fits: int) -> None:
+        self.clock, self.rates, self.device_memory, self.fits = clock, rates, device_memory, fits
+        self.max_batch_size: int | None = None
+        self.calls = 0
+
+    def identity(self) -> tuple:
+        return ("simulated", id(self))
+
+    def stream(self, noise, seed):
+        return None
+
+    def counts(self, xs, nums, streams, batch_size):
+        self.calls += 1
+        size = batch_size
+        while size > self.fits:
+            self.max_batch_size = min(self.max_batch_size or size - 1, size - 1)
+            size //= 2
+        self.clock[0] += batch_size / self.rates[size]
+        return np.zeros((1, 2))
+
+
 def test_the_one_off_measurement_tries_sizes_below_the_start_when_they_are_faster(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -277,50 +303,14 @@ def test_the_one_off_measurement_tries_sizes_below_the_start_when_they_are_faste
     clock (no timing of this machine decides the test), so the measured rates are exact."""
     clock = [0.0]
     monkeypatch.setattr(calibration, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-
-    class Backend:
-        calls = 0
-
-        def identity(self) -> tuple:
-            return ("fake",)
-
-        def stream(self, noise, seed):
-            return None
-
-        def counts(self, xs, nums, streams, batch_size):
-            Backend.calls += 1
-            clock[0] += batch_size / (13_000.0 / (1 + 0.6 * abs(np.log2(batch_size / 8))))
-            return np.zeros((1, 2))
-
+    monkeypatch.setattr(calibration, "_SIZERS", {})
+    rates = {2**k: 13_000.0 / (1 + 0.6 * abs(k - 3)) for k in range(13)}
+    backend = SimulatedBackend(clock, rates, None, fits=1 << 20)
     x = np.zeros((1, 28, 28), dtype=np.float32)
-    size, rate = calibration.best_batch_size(Backend(), None, x, budget=5.0)
+    size, rate = calibration.best_batch_size(backend, None, x, budget=5.0)
     assert size == 8 and rate == pytest.approx(13_000.0)
-    calls = Backend.calls
-    assert calibration.best_batch_size(Backend(), None, x) == (size, rate) and Backend.calls == calls
-
-
-class SimulatedGpu:
-    """A backend on a simulated clock (no timing of this machine decides a test) that runs at ``rates[size]`` copies
-    per second, has ``device_memory`` bytes free and, like the torch backend, runs a batch above ``fits`` in halves
-    and records that in ``max_batch_size``."""
-
-    def __init__(self, clock: list[float], rates: dict[int, float], device_memory: int | None, fits: int) -> None:
-        self.clock, self.rates, self.device_memory, self.fits = clock, rates, device_memory, fits
-        self.max_batch_size: int | None = None
-
-    def identity(self) -> tuple:
-        return ("simulated gpu", id(self))
-
-    def stream(self, noise, seed):
-        return None
-
-    def counts(self, xs, nums, streams, batch_size):
-        size = batch_size
-        while size > self.fits:
-            self.max_batch_size = min(self.max_batch_size or size - 1, size - 1)
-            size //= 2
-        self.clock[0] += batch_size / self.rates[size]
-        return np.zeros((1, 2))
+    calls = backend.calls
+    assert calibration.best_batch_size(backend, None, x) == (size, rate) and backend.calls == calls
 
 
 def test_the_one_off_measurement_on_an_accelerator_starts_at_the_top(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,9 +321,9 @@ def test_the_one_off_measurement_on_an_accelerator_starts_at_the_top(monkeypatch
     monkeypatch.setattr(calibration, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     monkeypatch.setattr(calibration, "_SIZERS", {})
     x = np.zeros((3, 224, 224), dtype=np.float32)
-    gpu = SimulatedGpu(clock, H200_RESNET50, 140 * 10**9, fits=1 << 20)
+    gpu = SimulatedBackend(clock, H200_RESNET50, 140 * 10**9, fits=1 << 20)
     assert calibration.best_batch_size(gpu, None, x) == (2048, pytest.approx(16007))
-    cpu_start = SimulatedGpu(clock, H200_RESNET50, None, fits=1 << 20)
+    cpu_start = SimulatedBackend(clock, H200_RESNET50, None, fits=1 << 20)
     assert calibration.best_batch_size(cpu_start, None, x)[0] == 512
 
 
@@ -347,7 +337,7 @@ def test_the_one_off_measurement_keeps_below_a_size_that_ran_out_of_device_memor
     monkeypatch.setattr(calibration, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     monkeypatch.setattr(calibration, "_SIZERS", {})
     rates = {2**k: 1000.0 * (k + 1) for k in range(15)}
-    gpu = SimulatedGpu(clock, rates, 16 << 30, fits=64)
+    gpu = SimulatedBackend(clock, rates, 16 << 30, fits=64)
     x = np.zeros(3, dtype=np.float32)
     assert calibration.best_batch_size(gpu, None, x) == (64, pytest.approx(rates[64]))
     sizer = calibration._SIZERS[("once", *calibration.calibration_key(gpu, x))]
