@@ -2,7 +2,7 @@
 few percent behind the best, the sizer with the average rule runs faster than with two wins only; a run started
 where the sizer starts 3x32x32 inputs beats one started at 64; the simulated host's drift is what it says; under it
 the sizer still finds and holds a peak; another process at the start does not move it; and the command prints a row
-per variant."""
+per variant. Also benchmarks/disturbed_start.py, the same question on the machine itself, at its smallest size."""
 
 from __future__ import annotations
 
@@ -81,3 +81,16 @@ def test_the_sizer_finds_and_holds_a_peak_while_the_machine_drifts(monkeypatch: 
     monkeypatch.setattr(calibration, "EVIDENCE_TRIALS", 10**9)
     frozen = sizer.simulate(peak, 30.0, 0.04, 0.0, runs=20, drift=drift)
     assert frozen.ends[256] == 20 and np.mean(frozen.speeds) < 0.92
+
+
+def test_the_disturbed_start_benchmark_runs_both_variants_and_restores_the_rule(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``benchmarks/disturbed_start.py`` at its smallest: a round per variant, a summary per variant, and the
+    steadiness rule as it was afterwards."""
+    pytest.importorskip("torch")
+    unsteady = calibration.UNSTEADY
+    disturbed = load("disturbed_start")
+    assert disturbed.main(["--rounds", "1", "--n", "200", "--seconds", "0.2", "--certificates", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("  round 1, ") == 2 and "judged when steady (20%)   sizes [" in out
+    assert "every trial judged         sizes [" in out and unsteady == calibration.UNSTEADY
