@@ -177,6 +177,12 @@ class BatchSizer:
         size measures a whole batch)."""
         return max(self.size, self.next_size())
 
+    def held_rows(self) -> int:
+        """Rows the inputs in progress may ask for in all while a run takes in another input: one chunk at the
+        current size (about :data:`CHUNK_SECONDS` of work), so that inputs of few copies each (PREDICT at small
+        ``n``) share each backend call, while every input held is answered within about a chunk's time."""
+        return self.chunk_rows(self.size)
+
     def record(self, size: int, rows: int, seconds: float) -> None:
         """Take the time of a chunk of ``rows`` copies run in batches of ``size``. A chunk of less than one batch
         measures nothing and is ignored."""

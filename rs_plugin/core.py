@@ -275,10 +275,11 @@ class SmoothedClassifier:
 
     def _predict_all(self, pairs: Sequence[tuple[Any, int | None]], n: int, alpha: float, *, progress: bool) -> Any:
         n, alpha = positive_int("n", n), probability("alpha", alpha)
-        if not pairs or self._enumerated(pairs[0][0]) is None:  # an enumeration neither samples nor tests
+        copies = self._enumerated(pairs[0][0]) if pairs else None
+        if copies is None:  # an enumeration neither samples nor tests
             diagnostics.check_predict(n, alpha)
             diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
-        answers = self._run(pairs, lambda x: self._predict(x, n, alpha), "predict", progress)
+        answers = self._run(pairs, lambda x: self._predict(x, n, alpha), "predict", progress, copies or n)
         return np.array(answers, dtype=np.int64)
 
     def _certify_all(
@@ -304,7 +305,8 @@ class SmoothedClassifier:
             bounds: Any = sequential.SoftBounds(alpha, n, stops_early)
         else:
             bounds = sequential.make_sequence(sequence, alpha, n) if stops_early else sequential.FixedSequence(alpha)
-        if pairs and self._enumerated(pairs[0][0]) is not None:  # counted exactly: nothing to stop early, no alpha
+        copies = self._enumerated(pairs[0][0]) if pairs else None
+        if copies is not None:  # counted exactly: nothing to stop early, no alpha
             if stops_early:
                 raise ValueError(f"target_radius: the {self.noise.name} randomization counts every copy exactly "
                                  "once; there is no sampling to stop early (drop target_radius and radius_tolerance)")
@@ -314,7 +316,7 @@ class SmoothedClassifier:
             diagnostics.check_input_scale([x for x, _ in pairs], self.sigma)
         thresholds = [] if smoothing == "soft" else [self.noise.p_needed(r) for r in targets]
         stopping = _Stopping(n, bounds, targets, thresholds, tolerance, smoothing)
-        return self._run(pairs, lambda x: self._certify(x, n0, stopping), "certify", progress)
+        return self._run(pairs, lambda x: self._certify(x, n0, stopping), "certify", progress, copies or n0 + n)
 
     # The machinery: streams, counts, rounds of sequential estimation, packs ---------------------------------
 
@@ -355,11 +357,14 @@ class SmoothedClassifier:
         start: Callable[[Any], Generator[Request, Any, Any]],
         purpose: str,
         progress: bool,
+        budget: int,
     ) -> list[Any]:
         """Run the procedure ``start(prepared x)`` (e.g. :meth:`_certify`) of every input side by side: each round
         answers every pending request in shared forward passes (one backend call per kind of request), and takes in
-        further inputs while the round's rows would leave its last batch part-empty, so that batches stay full across
-        inputs and across an input's stages while only the inputs in progress are held. Each input's noise comes from
+        further inputs while the round's rows would leave its last batch part-empty, or while the inputs in progress
+        could ask for less than a chunk of work in all (each asks for at most ``budget`` copies: PREDICT's ``n``),
+        so that batches stay full across inputs and across an input's stages, backend calls are few, and only
+        inputs answered within about a chunk's time (or one round) are held. Each input's noise comes from
         its own stream (of ``purpose`` and its index) in the order of its own requests, so what a procedure returns
         does not depend on which inputs share its batches. Returns the procedures' values, in input order."""
         results: dict[int, Any] = {}
@@ -369,7 +374,8 @@ class SmoothedClassifier:
         with tqdm(total=len(pairs), desc=purpose, disable=not progress, unit="ex") as bar:
             while True:
                 rows = sum(entry[3][1] for entry in pending.values())
-                while more and (sizer is None or rows < sizer.round_rows() or _part_empty(rows, sizer.size, first)):
+                while more and (sizer is None or rows < sizer.round_rows() or _part_empty(rows, sizer.size, first)
+                                or budget * len(pending) < sizer.held_rows()):
                     taken = next(inputs, None)
                     if taken is None:
                         more = False
@@ -449,6 +455,9 @@ class _Fixed(BatchSizer):
 
     def round_rows(self) -> int:
         return self.size
+
+    def held_rows(self) -> int:
+        return 16 * self.size
 
     def record(self, size: int, rows: int, seconds: float) -> None:
         return None

@@ -261,6 +261,26 @@ def test_packed_predict_many_and_certify_many_equal_one_example_at_a_time(model:
         assert packed == [g.certify(x, 100, 300, 0.01, index=i) for i, x in enumerate(xs)]
 
 
+def test_predict_many_at_small_n_shares_each_backend_call_among_a_chunk_of_inputs() -> None:
+    """PREDICT at n = 20 with batches of 64: a round takes in inputs until they ask for a chunk of work (16 batches
+    at a fixed size) and fill its last batch, so that the per-call cost is shared by about 50 inputs, and holds no
+    more than that; the answers are one at a time's."""
+    xs = np.random.default_rng(2).uniform(-0.3, 0.3, size=(200, 3)).astype(np.float32)
+    g = SmoothedClassifier(linear_bases("numpy"), 3, 0.5, seed=2, batch_size=64)
+    inputs_per_call: list[int] = []
+    counts = g.backend.counts
+
+    def counted(xs, nums, streams, batch_size):
+        inputs_per_call.append(len(xs))
+        return counts(xs, nums, streams, batch_size)
+
+    g.backend.counts = counted
+    packed = g.predict_many(xs, 20, 0.05, progress=False)
+    assert len(inputs_per_call) <= 5 and max(inputs_per_call) <= 17 * 64 // 20 + 1, inputs_per_call
+    g.backend.counts = counts
+    assert packed.tolist() == [g.predict(x, 20, 0.05, index=i) for i, x in enumerate(xs)]
+
+
 @pytest.mark.parametrize("options", [{"target_radius": [0.1, 0.3]}, {"radius_tolerance": 0.05},
                                      {"target_radius": 0.2, "sequence": "bonferroni"}])
 def test_packed_sequential_certify_many_advances_in_rounds_with_the_answers_of_one_at_a_time(options) -> None:
