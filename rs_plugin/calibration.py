@@ -103,7 +103,8 @@ class BatchSizer:
     """The batch size of one model on one input shape, adapted during a run (see the module's description).
 
     Use: ask :meth:`next_size` for a chunk's batch size and :meth:`chunk_rows` for its rows, run them, and
-    :meth:`record` how long they took. Guarantee: the size only moves to a neighbour (twice or half) that ran
+    :meth:`record` how long they took (:meth:`round_rows` and :meth:`held_rows` say how much work a run of many
+    inputs gathers for its next backend call). Guarantee: the size only moves to a neighbour (twice or half) that ran
     faster than the current size in the chunks just before and after it, chunks that ran within :data:`UNSTEADY` of
     each other: by :data:`MARGIN` in two trials in a row, or by :data:`SMALL_MARGIN` on average over its latest
     trials (at least :data:`EVIDENCE_TRIALS`); it stays between 1 and :attr:`max_size`; and no trial starts while the
