@@ -39,6 +39,10 @@ class ``selected`` and its runner-up (``"soft_pairs"``)."""
 SMOOTHINGS = ("hard", "soft")
 """Which smoothed classifier CERTIFY certifies: the vote (Cohen et al.) or the mean softmax (Salman et al.)."""
 
+ROUND_BATCHES = 16
+"""The most batches a round takes in further inputs to fill its last batch, and, at a batch size the user fixed
+(nothing timed), the work the inputs in progress may ask for in all while a run takes in another."""
+
 
 @dataclass(frozen=True)
 class _Stopping:
@@ -457,7 +461,7 @@ class _Fixed(BatchSizer):
         return self.size
 
     def held_rows(self) -> int:
-        return 16 * self.size
+        return ROUND_BATCHES * self.size
 
     def record(self, size: int, rows: int, seconds: float) -> None:
         return None
@@ -465,9 +469,9 @@ class _Fixed(BatchSizer):
 
 def _part_empty(rows: int, size: int, first: int) -> bool:
     """Whether a round of ``rows`` in batches of ``size`` should take in another input (whose first request is
-    ``first`` rows): while more than 5% of its last batch would run empty, up to 16 batches."""
+    ``first`` rows): while more than 5% of its last batch would run empty, up to :data:`ROUND_BATCHES` batches."""
     empty = -rows % size
-    return empty >= first or (20 * empty > rows + empty and rows < 16 * size)
+    return empty >= first or (20 * empty > rows + empty and rows < ROUND_BATCHES * size)
 
 
 def _take(segments: list[tuple[int, int]], rows: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
