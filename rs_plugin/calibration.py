@@ -2,7 +2,8 @@
 
 The fastest size depends on the network, the input, the device and how busy the machine is, and that can change
 during a run of hours, so it is never decided once at start-up. A :class:`BatchSizer` times the run's own work in
-chunks of a fraction of a second and now and then runs one chunk at twice or half the size, comparing it with the
+chunks of a fraction of a second and now and then runs one chunk at twice or half the size (more rarely at four
+times or a quarter, so that a plateau one step away does not hide a faster size beyond it), comparing it with the
 chunks at the current size just before and after it (so a load that comes and goes hits both alike, and a trial
 around which those two chunks ran at different speeds, the load having changed, is not judged); it moves when
 the other size is faster by a clear margin twice in a row, or by a small margin on average over its recent trials
@@ -58,6 +59,13 @@ MARGIN = 0.05
 MAX_PATIENCE = 64
 """After repeated losing trials in one direction, at most this many chunks pass before the next."""
 
+FAR_PATIENCE = 8
+"""The chunks that pass, at the start and after each move, before the first trial two steps away (four times or a
+quarter of the size)."""
+
+FAR_MAX_PATIENCE = 4 * MAX_PATIENCE
+"""After repeated losing trials two steps away in one direction, at most this many chunks pass before the next."""
+
 BACK_PATIENCE = 8
 """After a move, the chunks that pass before the size it left is tried again."""
 
@@ -79,6 +87,11 @@ measure the load, not the sizes; such a trial moves nothing and adds no evidence
 
 EVIDENCE_WINDOW = 8
 """The most recent trials of one neighbour that the :data:`SMALL_MARGIN` rule weighs."""
+
+STEPS = (1, -1, 2, -2)
+"""The sizes tried, as steps from the current size (log2 of their ratio): the neighbours, twice and half the size,
+and more rarely four times and a quarter, so that a plateau or a dip one step away does not hide a faster size two
+steps away."""
 
 
 def _power_of_two_at_most(n: float) -> int:
@@ -104,12 +117,12 @@ class BatchSizer:
 
     Use: ask :meth:`next_size` for a chunk's batch size and :meth:`chunk_rows` for its rows, run them, and
     :meth:`record` how long they took (:meth:`round_rows` and :meth:`held_rows` say how much work a run of many
-    inputs gathers for its next backend call). Guarantee: the size only moves to a neighbour (twice or half) that ran
-    faster than the current size in the chunks just before and after it, chunks that ran within :data:`UNSTEADY` of
-    each other: by :data:`MARGIN` in two trials in a row, or by :data:`SMALL_MARGIN` on average over its latest
-    trials (at least :data:`EVIDENCE_TRIALS`); it stays between 1 and :attr:`max_size`; and no trial starts while the
-    trials that lost or went unjudged have cost more than :data:`COST_SHARE` of the time (what they took beyond what
-    the current size would have).
+    inputs gathers for its next backend call). Guarantee: the size only moves to a size :data:`STEPS` away (twice,
+    half, four times or a quarter) that ran faster than the current size in the chunks just before and after it,
+    chunks that ran within :data:`UNSTEADY` of each other: by :data:`MARGIN` in two trials in a row, or by
+    :data:`SMALL_MARGIN` on average over its latest trials (at least :data:`EVIDENCE_TRIALS`); it stays between 1
+    and :attr:`max_size`; and no trial starts while the trials that lost or went unjudged have cost more than
+    :data:`COST_SHARE` of the time (what they took beyond what the current size would have).
     """
 
     size: int
@@ -134,11 +147,11 @@ class BatchSizer:
         self.size = max(1, min(self.size, self.max_size))
         self._last: float | None = None  # the rate of the latest chunk at the current size
         self._trial: tuple[int, int, float, float] | None = None  # awaiting the next chunk: size, rows, rate, before
-        self._direction = 1
-        self._wins = 0.0  # the speed-up of a trial that won once and awaits its confirmation
-        self._patience = {1: 1, -1: 1}
-        self._wait = {1: 0, -1: 0}
-        self._evidence: dict[int, list[float]] = {1: [], -1: []}  # log speed-ups of each neighbour's trials
+        self._direction = 1  # the way the next trial of a neighbour looks first
+        self._wins: tuple[int, float] | None = None  # (step, speed-up) of a trial that won once, awaiting confirmation
+        self._patience = {1: 1, -1: 1, 2: FAR_PATIENCE, -2: FAR_PATIENCE}  # by step (log2 of trial size / size)
+        self._wait = {**self._patience, 1: 0, -1: 0}
+        self._evidence: dict[int, list[float]] = {step: [] for step in STEPS}  # log speed-ups of each step's trials
 
     @classmethod
     def for_input(cls, input_shape: tuple[int, ...], device_memory: int | None = None) -> BatchSizer:
@@ -156,13 +169,16 @@ class BatchSizer:
         return cls(largest, max_size=largest)
 
     def next_size(self) -> int:
-        """The batch size of the next chunk: the current size, or now and then a neighbour on trial."""
+        """The batch size of the next chunk: the current size, or now and then a size on trial (a trial that won once
+        first, then the neighbours, then the sizes two steps away)."""
         if self._trial is not None or self._last is None or self.trial_cost > COST_SHARE * self.seconds:
             return self.size
-        for direction in (self._direction, -self._direction):
-            if self._wait[direction] <= 0 and self._allowed(direction):
-                self._direction = direction
-                return self.size * 2 if direction > 0 else self.size // 2
+        near = (self._direction, -self._direction)
+        for step in (*([self._wins[0]] if self._wins else []), *near, *(2 * d for d in near)):
+            if self._wait[step] <= 0 and self._allowed(step):
+                if abs(step) == 1:
+                    self._direction = step
+                return self.size << step if step > 0 else self.size >> -step
         return self.size
 
     def chunk_rows(self, size: int) -> int:
@@ -206,8 +222,8 @@ class BatchSizer:
         self.max_size = min(self.max_size, _power_of_two_at_most(largest))
         if self.size > self.max_size:
             self.moves.append((self.size, self.max_size, 0.0))
-            self.size, self._last, self._trial = self.max_size, None, None
-            self._evidence = {1: [], -1: []}
+            self.size, self._last, self._trial, self._wins = self.max_size, None, None, None
+            self._evidence = {step: [] for step in STEPS}
 
     def report(self) -> str:
         """What was chosen and why, in one line."""
@@ -221,57 +237,64 @@ class BatchSizer:
                 f"second by size: {tried}; {share:.0%} of the rows ran at a size on trial, costing {cost:.1%} of the "
                 f"time{unjudged})")
 
-    def _allowed(self, direction: int) -> bool:
-        if direction < 0:
-            return self.size > 1
+    def _allowed(self, step: int) -> bool:
+        """Whether the size ``step`` steps away may be tried: at least 1, at most :attr:`max_size`, and upwards only
+        while a batch of half that size took less than :data:`SLOW_BATCH_SECONDS`."""
+        if step < 0:
+            return self.size >> -step >= 1
         rate = self.rates.get(self.size)
-        slow = rate is not None and self.size / rate >= SLOW_BATCH_SECONDS
-        return self.size * 2 <= self.max_size and not slow
+        slow = rate is not None and (self.size << (step - 1)) / rate >= SLOW_BATCH_SECONDS
+        return self.size << step <= self.max_size and not slow
 
     def _judge(self, after: float) -> None:
         """Compare the trial with the current size's chunks before and after it; move when it was faster by
         :data:`MARGIN` twice in a row, or by :data:`SMALL_MARGIN` consistently; otherwise double the wait before that
-        neighbour's next trial. A trial whose chunks before and after differ by more than :data:`UNSTEADY` counts
-        for nothing (it breaks a row of wins, and that neighbour is tried again after the same wait): the load
+        size's next trial. A trial whose chunks before and after differ by more than :data:`UNSTEADY` counts
+        for nothing (it breaks a row of wins, and that size is tried again after the same wait): the load
         changed around it."""
         assert self._trial is not None
         size, rows, rate, before = self._trial
         self._trial = None
-        direction = 1 if size > self.size else -1
+        step = round(math.log2(size / self.size))
         baseline = statistics.mean([before, after])
         speedup, cost = rate / baseline, max(0.0, rows / rate - rows / baseline)
         if max(before, after) > (1 + UNSTEADY) * min(before, after):  # the load changed: the trial tells nothing
             self.unsteady += 1
-            self._stay(direction, cost, lost=False)
+            self._stay(step, cost, lost=False)
             return
-        evidence = self._evidence[direction]
+        evidence = self._evidence[step]
         evidence[:] = [*evidence[1 - EVIDENCE_WINDOW:], math.log(speedup)]
-        confirmed, consistent = speedup > 1 + MARGIN and bool(self._wins), _consistently_faster(evidence)
-        if speedup > 1 + MARGIN and not (confirmed or consistent):
-            self._wins, self._direction = speedup, direction  # once faster: confirm it with the next chunks
+        won = speedup > 1 + MARGIN
+        pending = self._wins[1] if self._wins is not None and self._wins[0] == step else 0.0  # its first win
+        confirmed, consistent = won and pending > 0, _consistently_faster(evidence)
+        if won and not (confirmed or consistent):
+            self._wins = (step, speedup)  # once faster: confirm it with the next chunks
             return
         if confirmed or consistent:  # move on, and keep going that way (going back was measured slower)
-            speedup = min(speedup, self._wins) if confirmed else math.exp(statistics.mean(evidence))
-            self._wins = 0.0
+            speedup = min(speedup, pending) if confirmed else math.exp(statistics.mean(evidence))
+            self._wins = None
             self.moves.append((self.size, size, speedup))
             self.size, self._last = size, None
-            self._patience = {direction: 1, -direction: BACK_PATIENCE}
-            self._wait = {direction: 0, -direction: BACK_PATIENCE}
-            self._evidence = {1: [], -1: []}
-            self._direction = direction
+            ahead = 1 if step > 0 else -1
+            self._patience = {ahead: 1, -ahead: BACK_PATIENCE, 2: FAR_PATIENCE, -2: FAR_PATIENCE}
+            self._wait = {**self._patience, ahead: 0}
+            self._evidence = {s: [] for s in STEPS}
+            self._direction = ahead
             return
-        self._stay(direction, cost, lost=True)
+        self._stay(step, cost, lost=True)
 
-    def _stay(self, direction: int, cost: float, lost: bool) -> None:
-        """After a trial in ``direction`` that moved nothing and cost ``cost`` seconds: wait before that neighbour's
-        next trial, twice as long as last time when it ``lost`` (as long when it went unjudged), and look the other
-        way first."""
-        self._wins = 0.0
+    def _stay(self, step: int, cost: float, lost: bool) -> None:
+        """After a trial ``step`` steps away that moved nothing and cost ``cost`` seconds: wait before that size's
+        next trial, twice as long as last time when it ``lost`` (as long when it went unjudged); after a neighbour's,
+        look the other way first."""
+        self._wins = None
         self.trial_cost += cost
         if lost:
-            self._patience[direction] = min(2 * self._patience[direction], MAX_PATIENCE)
-        self._wait[direction] = self._patience[direction]
-        self._direction = -direction
+            longest = MAX_PATIENCE if abs(step) == 1 else FAR_MAX_PATIENCE
+            self._patience[step] = min(2 * self._patience[step], longest)
+        self._wait[step] = self._patience[step]
+        if abs(step) == 1:
+            self._direction = -step
 
 
 def _consistently_faster(evidence: list[float]) -> bool:

@@ -177,6 +177,24 @@ def test_no_larger_batch_is_tried_once_one_batch_is_slow_or_too_big_for_memory()
     assert BatchSizer.for_input((3, 32, 32)).size == 128
 
 
+def test_trials_two_steps_away_stay_within_the_sizes_allowed() -> None:
+    """At 2, on a curve where 2 is fastest and 8 nearly as fast (4 between them slow): the sizer tries 1 and 4, then
+    8, four times its size, now and then; never a size below 1 or above its ``max_size``; and stays at 2."""
+    rates = {1: 0.5, 2: 1.0, 4: 0.5, 8: 0.9}
+    asked: list[int] = []
+    rng = np.random.default_rng(4)
+
+    def rate(size: int, t: float) -> float:
+        asked.append(size)
+        return 10_000.0 * rates[size] * float(np.exp(0.02 * rng.standard_normal()))
+
+    sizer = BatchSizer(2, max_size=8)
+    drive(sizer, rate, 120.0)
+    assert set(asked) == {1, 2, 4, 8} and sizer.size == 2
+    assert asked.index(8) > asked.index(4)  # the neighbours first
+    assert sizer.trial_cost / sizer.seconds < calibration.COST_SHARE
+
+
 H200_RESNET50 = {1: 195, 2: 504, 4: 1035, 8: 1918, 16: 3906, 32: 7535, 64: 12526, 128: 13722, 256: 15117,
                  512: 15500, 1024: 15964, 2048: 16007}
 """Noisy inputs per second of ResNet-50 on 3x224x224 in bf16 by batch size, as measured on an NVIDIA H200 (the batch
