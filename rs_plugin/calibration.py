@@ -57,14 +57,14 @@ MARGIN = 0.05
 """A trial size must be this much faster than the current one to replace it."""
 
 MAX_PATIENCE = 64
-"""After repeated losing trials in one direction, at most this many chunks pass before the next."""
+"""After repeated losing trials of one neighbour, at most this many chunks pass before the next."""
 
 FAR_PATIENCE = 8
 """The chunks that pass, at the start and after each move, before the first trial two steps away (four times or a
 quarter of the size)."""
 
 FAR_MAX_PATIENCE = 4 * MAX_PATIENCE
-"""After repeated losing trials two steps away in one direction, at most this many chunks pass before the next."""
+"""After repeated losing trials of one size two steps away, at most this many chunks pass before the next."""
 
 BACK_PATIENCE = 8
 """After a move, the chunks that pass before the size it left is tried again."""
@@ -73,12 +73,12 @@ COST_SHARE = 0.02
 """No trial starts while the trials that lost have cost more than this share of the time measured so far."""
 
 SMALL_MARGIN = 0.015
-"""A neighbour whose trials since the last move were faster by this much on average (geometric mean), by more than
-twice the standard error of that average, over at least :data:`EVIDENCE_TRIALS` trials, replaces the current size:
-the way to a peak that is flat to within :data:`MARGIN` under timing jitter larger than the gain."""
+"""A size on trial (:data:`STEPS`) whose trials since the last move were faster by this much on average (geometric
+mean), by more than twice the standard error of that average, over at least :data:`EVIDENCE_TRIALS` trials, replaces
+the current size: the way to a peak that is flat to within :data:`MARGIN` under timing jitter larger than the gain."""
 
 EVIDENCE_TRIALS = 4
-"""The fewest trials of one neighbour that can move the size by :data:`SMALL_MARGIN`."""
+"""The fewest trials of one size that can move the size by :data:`SMALL_MARGIN`."""
 
 UNSTEADY = 0.2
 """A trial is judged only when the current size's chunks just before and after it ran within this much of each other
@@ -86,7 +86,7 @@ UNSTEADY = 0.2
 measure the load, not the sizes; such a trial moves nothing and adds no evidence."""
 
 EVIDENCE_WINDOW = 8
-"""The most recent trials of one neighbour that the :data:`SMALL_MARGIN` rule weighs."""
+"""The most recent trials of one size that the :data:`SMALL_MARGIN` rule weighs."""
 
 STEPS = (1, -1, 2, -2)
 """The sizes tried, as steps from the current size (log2 of their ratio): the neighbours, twice and half the size,
@@ -214,8 +214,8 @@ class BatchSizer:
         if self._trial is not None:
             self._judge(rate)
         self._last = rate
-        for direction in self._wait:  # waits count whole chunks' worth of rows, however the rows came
-            self._wait[direction] -= rows / self.chunk_rows(size)
+        for step in self._wait:  # waits count whole chunks' worth of rows, however the rows came
+            self._wait[step] -= rows / self.chunk_rows(size)
 
     def cap(self, largest: int) -> None:
         """Never use a batch larger than ``largest`` again (the device ran out of memory above it)."""
@@ -298,7 +298,7 @@ class BatchSizer:
 
 
 def _consistently_faster(evidence: list[float]) -> bool:
-    """Whether log speed-ups ``evidence`` show a neighbour faster by :data:`SMALL_MARGIN` on average, by more than
+    """Whether log speed-ups ``evidence`` show a size faster by :data:`SMALL_MARGIN` on average, by more than
     twice the average's standard error, over at least :data:`EVIDENCE_TRIALS` trials."""
     if len(evidence) < EVIDENCE_TRIALS:
         return False
