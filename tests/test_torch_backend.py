@@ -151,10 +151,14 @@ def test_reduced_precision_and_channels_last_agree_with_float32_and_the_cli_repo
     from rs_plugin.noises import Gaussian
 
     x = digits_test[0][:10]
-    for precision, channels_last, at_least in (("bf16", False, 0.95), ("fp32", True, 0.999)):
+    weights = [p.detach().clone() for p in noisy_digits_net.parameters()]
+    for precision, channels_last, at_least in (("bf16", False, 0.95), ("fp32", True, 0.999), ("bf16", True, 0.95)):
         fast = FastModel(noisy_digits_net, precision, channels_last)
+        assert fast.model is not noisy_digits_net if channels_last else fast.model is noisy_digits_net
         assert label_agreement(noisy_digits_net, fast, x, Gaussian(0.25), 100) >= at_least
-    noisy_digits_net.to(memory_format=torch.contiguous_format)
+    # the network passed is left as it was, so it stays the float32 reference in its own memory format
+    assert all(p.is_contiguous() and torch.equal(p, w)
+               for p, w in zip(noisy_digits_net.parameters(), weights, strict=True))
     out = tmp_path / "bf16.tsv"
     code = main(["predict", "--sigma", "0.25", "--n", "100", "--max-examples", "3", "--precision", "bf16",
                  "--out", str(out)])

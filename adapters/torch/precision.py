@@ -53,7 +53,8 @@ class FastModel(nn.Module):
     Reduced precision runs under autocast on the input's device (``autocast=True``: the weights stay float32, each
     operation autocast lists runs in the precision), or, with ``autocast=False``, runs a copy of the network whose
     weights and buffers are converted to the precision (``model.to(dtype)``; faster than autocast on GPUs, as no
-    weight is cast at each call; ``model`` itself is left in float32, e.g. as :func:`label_agreement`'s reference).
+    weight is cast at each call). With converted weights or ``channels_last`` it runs a copy of ``model``: the
+    network passed is left as it was (float32, its own memory format), e.g. as :func:`label_agreement`'s reference.
     Either way the noise is drawn and added in float32 and the noisy input is rounded once to :attr:`input_dtype`
     (see the module's docstring: this keeps the certificate sound). Inputs may come in float32 or already in
     :attr:`input_dtype` and :attr:`memory_format` (the torch backend hands them so, in one copy).
@@ -87,10 +88,12 @@ class FastModel(nn.Module):
         """The dtype the network takes its inputs in: float32, or the precision of converted weights."""
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         """The memory format the network takes 4-D inputs in."""
+        if not self.autocast or self.channels_last:  # run a copy: the network passed stays as it was
+            model = copy.deepcopy(model)
         if not self.autocast:
-            model = copy.deepcopy(model).to(dtype)
+            model = model.to(dtype)
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.compile_mode = mode
         """``torch.compile``'s mode, or None when not compiled."""
