@@ -1,7 +1,8 @@
-"""benchmarks/resnets.py, memory.py and start_size.py at their smallest sizes, with the scripts' own functions: the
-side-by-side comparison on a real ResNet reports every ratio, one rs-plugin certification's peak memory does not
-grow with n while ART's does, the start-size comparison starts where it is told and forgets the sizers it made,
-and both ``--plot`` options write an image."""
+"""benchmarks/resnets.py, memory.py, start_size.py and channels_last.py at their smallest sizes, with the scripts' own
+functions: the side-by-side comparison on a real ResNet reports every ratio, one rs-plugin certification's peak
+memory does not grow with n while ART's does, the start-size comparison starts where it is told and forgets the
+sizers it made, both ``--plot`` options write an image, and the channels-last comparison reports both ways and
+certifies what the network as given certifies."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ pytest.importorskip("torchvision")
 pytest.importorskip("art")
 
 memory, resnets, start_size = load("memory"), load("resnets"), load("start_size")
+channels_last = load("channels_last")
 
 RATIOS = ("rs-plugin / limit", "ART default / limit", "ART best / limit", "rs-plugin / ART best")
 
@@ -102,3 +104,15 @@ def test_the_resnet_plot_draws_a_panel_per_network(tmp_path) -> None:
     path = tmp_path / "resnets.png"
     resnets.save_plot(path, comparisons)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_channels_last_comparison_reports_both_ways_and_certifies_alike() -> None:
+    """The tiny CNN with n = 200: a line each for the forward pass and CERTIFY with both rates and their ratio, and
+    the two certificates select the same class with counts within 2 (the layout changes only the rounding)."""
+    lines = channels_last.compare("cnn16", n=200, repeats=1)
+    assert lines[0].startswith("cnn16: 108,618 parameters")
+    for kind, line in zip(("forward", "certify"), lines[1:3], strict=True):
+        assert re.match(rf"  {kind} +as given +[\d,]+/s  channels last +[\d,]+/s  ratio [\d.]+", line), line
+    found = re.search(r"as given (\d+) of 200 for class (\d+), channels last (\d+) of 200 for class (\d+); "
+                      r"labels agree on [\d.]+% of 200", lines[3])
+    assert found and found.group(2) == found.group(4) and abs(int(found.group(1)) - int(found.group(3))) <= 2
