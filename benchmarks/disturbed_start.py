@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from limit import add_allocator_option, allocator  # benchmarks/limit.py
+from sizer import switched  # benchmarks/sizer.py
 from throughput import ALPHA, SHAPE, SIGMA, small_cnn
 from torch import nn
 
@@ -67,18 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     x = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
     fixed = SmoothedClassifier(model, 10, SIGMA, seed=0, batch_size=args.fixed)
     fixed.certify(x, args.n0, args.n, ALPHA)  # warm-up
-    rule = calibration.UNSTEADY
-    variants = {f"judged when steady ({rule:.0%})": rule, "every trial judged": float("inf")}
+    variants: dict[str, dict[str, float]] = {f"judged when steady ({calibration.UNSTEADY:.0%})": {},
+                                             "every trial judged": {"UNSTEADY": float("inf")}}
     results: dict[str, list[tuple[int, int, float]]] = {label: [] for label in variants}
-    try:
-        for number in range(args.rounds):
-            for label, calibration.UNSTEADY in variants.items():
+    for number in range(args.rounds):
+        for label, settings in variants.items():
+            with switched(settings):
                 results[label].append(round_of(model, x, fixed, args))
-                size, unjudged, ratio = results[label][-1]
-                print(f"  round {number + 1}, {label:26} size {size:5}, {unjudged} unjudged, {ratio:.3f} of batch "
-                      f"{args.fixed}", flush=True)
-    finally:
-        calibration.UNSTEADY = rule
+            size, unjudged, ratio = results[label][-1]
+            print(f"  round {number + 1}, {label:26} size {size:5}, {unjudged} unjudged, {ratio:.3f} of batch "
+                  f"{args.fixed}", flush=True)
     for label, rows in results.items():
         ratios = [ratio for _, _, ratio in rows]
         print(f"{label:26} sizes {[size for size, _, _ in rows]}; of batch {args.fixed}: median "
