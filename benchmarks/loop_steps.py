@@ -17,16 +17,23 @@ fixed; the differences per batch are rs-plugin's own bookkeeping (the plan, the 
 for CERTIFY, its per-call cost. On the CNN they are smaller than the network's own scatter; ``--linear`` puts a
 linear model (one 784 x 10 layer) in its place, whose forward pass is short enough for them to show.
 
+The noise is the largest step, so the script also times the Gaussian samplers at hand for one batch's values, alone:
+torch's CPU ``normal_`` (the one the loop uses; its values fix every certificate), torch's ``uniform_`` (the
+Mersenne Twister draws inside ``normal_``, one thread), and numpy's ``Generator.standard_normal`` in float32 with
+its bit generators, with the ceiling each would leave beside the network's time in the loop.
+
     python benchmarks/loop_steps.py [--width 16 | --linear] [--batch 256] [--batches 400] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from limit import add_allocator_option, allocator  # benchmarks/limit.py
 from throughput import ALPHA, SHAPE, SIGMA, small_cnn
@@ -95,6 +102,25 @@ def in_loop(width: int, batch: int, batches: int) -> tuple[dict[str, float], dic
     return {step: statistics.median(values) for step, values in times.items()}, isolated
 
 
+SAMPLERS = ("torch normal_", "torch uniform_", "numpy PCG64", "numpy SFC64", "numpy Philox")
+
+
+def samplers(batch: int, repeats: int = 20) -> dict[str, float]:
+    """Seconds per value of each of :data:`SAMPLERS` filling ``batch`` inputs' worth of float32 noise, alone (the
+    best of five timings of ``repeats`` fills each)."""
+    values = batch * int(np.prod(SHAPE))
+    tensor, array = torch.empty(values), np.empty(values, dtype=np.float32)
+    generator = torch.Generator().manual_seed(0)
+    fills: dict[str, Callable[[], object]] = {
+        "torch normal_": lambda: tensor.normal_(0.0, SIGMA, generator=generator),
+        "torch uniform_": lambda: tensor.uniform_(0.0, 1.0, generator=generator),
+    }
+    for name in SAMPLERS[2:]:
+        numpy_generator = np.random.Generator(getattr(np.random, name.split()[1])(0))
+        fills[name] = functools.partial(numpy_generator.standard_normal, dtype=np.float32, out=array)
+    return {name: min(alone(fill, repeats) for _ in range(5)) / values for name, fill in fills.items()}
+
+
 def whole_loops(width: int, batch: int, batches: int, rounds: int) -> dict[str, float]:
     """Median seconds per batch of each of :data:`LOOPS` over ``batches`` full batches of one input's noisy
     copies (after one warm-up run each), in ``rounds`` interleaved rounds."""
@@ -158,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     steps = sum(medians.values()) - network
     print(f"  the steps besides the network: {steps * 1e6:,.0f} us, {steps / network:.1%} of the network's time; "
           f"ceiling network / (network + steps) = {network / (network + steps):.3f}")
+    values = args.batch * int(np.prod(SHAPE))
+    print(f"  {'sampler':16}{'per value':>14}{'ceiling':>12}  (alone, {values:,} float32 values: one batch)")
+    for name, seconds in samplers(args.batch).items():
+        print(f"  {name:16}{seconds * 1e9:11.2f} ns{network / (network + seconds * values):12.3f}")
     if args.rounds:
         loops = whole_loops(width, args.batch, args.batches, args.rounds)
         plain = loops["plain steps"]

@@ -1,6 +1,7 @@
 """benchmarks/loop_steps.py, each step of the noisy-evaluation loop timed inside a running loop: it reports every
 step, the small ones also alone, and a ceiling below 1 that follows from the steps it printed; then the whole loops
-(the plain steps, rs-plugin's counts and CERTIFY) side by side, each line consistent with itself."""
+(the plain steps, rs-plugin's counts and CERTIFY) side by side, each line consistent with itself; and the Gaussian
+samplers at hand, each with the ceiling it would leave."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def test_a_loop_too_short_for_its_warm_up_is_refused(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         loop_steps.main(["--rounds", "-1"])
     assert "--rounds must be 0 or more" in capsys.readouterr().err
+
+
+def test_every_sampler_is_timed_with_the_ceiling_it_would_leave(capsys: pytest.CaptureFixture[str]) -> None:
+    assert loop_steps.main(["--batch", "8", "--batches", "30", "--rounds", "0"]) == 0
+    out = capsys.readouterr().out
+    network = float(re.search(r"  network\s+([\d.]+) us", out).group(1))
+    values = int(re.search(r"\(alone, ([\d,]+) float32 values", out).group(1).replace(",", ""))
+    assert values == 8 * 28 * 28
+    for name in loop_steps.SAMPLERS:
+        match = re.search(rf"  {name}\s+([\d.]+) ns\s+([\d.]+)", out)
+        assert match, out
+        per_value, ceiling = map(float, match.groups())
+        assert per_value > 0
+        assert ceiling == pytest.approx(network / (network + per_value * values / 1000), abs=2e-3)
