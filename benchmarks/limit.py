@@ -63,6 +63,26 @@ def forward_rate(model: nn.Module, noisy: torch.Tensor, *, samples: int = 0, sec
                 return done / spent
 
 
+def noisy_forward_rate(model: nn.Module, x: np.ndarray, batch: int, sigma: float, samples: int) -> float:
+    """Samples/s of the network with its noise drawn: a plain torch loop (as ``loop_steps.py``'s plain steps) of
+    torch's CPU Gaussian sampler, the one rs-plugin's loop uses, the add of ``x``, the forward pass and the argmax,
+    on batches of ``batch`` copies, over at least ``samples`` samples after one untimed batch. Any loop that draws
+    the same noise pays this; what a loop costs beyond it is its own."""
+    noisy, generator, clean = torch.empty(batch, *x.shape), torch.Generator().manual_seed(0), torch.from_numpy(x)
+    with torch.inference_mode():
+        model(noisy.normal_(0.0, sigma, generator=generator).add_(clean)).argmax(1)
+        done, start = 0, time.perf_counter()
+        while done < samples:
+            model(noisy.normal_(0.0, sigma, generator=generator).add_(clean)).argmax(1)
+            done += batch
+        return done / (time.perf_counter() - start)
+
+
+def with_noise(size: int) -> str:
+    """The label of the rates of the network with its noise drawn at batch ``size`` (:func:`noisy_forward_rate`)."""
+    return f"forward pass + noise, batch {size}"
+
+
 LIMIT = "forward limit"
 """The label of the limit's rates: those of the fastest candidate size (:func:`with_limit`)."""
 
@@ -91,13 +111,18 @@ def at_batch(size: int) -> str:
 
 
 def candidate_runs(
-    model: nn.Module, x: np.ndarray, sizes: Sequence[int], sigma: float, samples: int
+    model: nn.Module, x: np.ndarray, sizes: Sequence[int], sigma: float, samples: int, *, noise: bool = False
 ) -> dict[str, Callable[[], float]]:
-    """A timed run of the bare network over ``samples`` samples at each of ``sizes``, by :func:`at_batch` label."""
-    return {
+    """A timed run of the bare network over ``samples`` samples at each of ``sizes``, by :func:`at_batch` label;
+    with ``noise`` also of the network with its noise drawn (:func:`noisy_forward_rate`, :func:`with_noise`)."""
+    runs = {
         at_batch(size): functools.partial(forward_rate, model, noisy_batch(x, size, sigma), samples=samples)
         for size in sizes
     }
+    if noise:
+        runs |= {with_noise(size): functools.partial(noisy_forward_rate, model, x, size, sigma, samples)
+                 for size in sizes}
+    return runs
 
 
 def with_limit(rates: dict[str, list[float]], sizes: Sequence[int]) -> tuple[int, dict[str, list[float]]]:

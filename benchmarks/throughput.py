@@ -6,7 +6,9 @@ sizes are measured in every repetition, and the limit is the one of the best med
 CERTIFY (one input, n0 = 100, n = 20,000) and PREDICT over many inputs (n = 100: a few hundred copies per
 input, so packing several inputs per forward pass matters) run with rs-plugin's default settings (the batch
 size adapted during the run, after a warm-up run), as fractions of that limit; so does CERTIFY at each candidate
-size fixed (at the limit's size it is the loop's own cost; beside the default, what adapting the size did); ART's
+size fixed (at the limit's size it is the loop's own cost; beside the default, what adapting the size did); the
+network with its noise drawn by torch's sampler in a plain loop at each candidate size (what any loop drawing the
+same noise pays: the default's ratios to it, at the limit's size, are printed last); ART's
 PyTorchRandomizedSmoothing.certify with its default batch size and at the best one. Freed memory is kept for reuse
 (``rs_plugin.allocator``, as the command line does) unless ``--default-allocator``. Repetitions are interleaved
 so that machine noise hits all alike; the median of per-repetition ratios is reported. ``--disturb S`` runs a
@@ -36,6 +38,7 @@ from limit import (  # benchmarks/limit.py
     sweep,
     timed,
     with_limit,
+    with_noise,
 )
 from torch import nn
 
@@ -69,12 +72,16 @@ def certify_run(g: SmoothedClassifier, x: np.ndarray, n0: int, n: int) -> Callab
     return lambda: timed(lambda: g.certify(x, n0, n, ALPHA), n0 + n)
 
 
-def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, disturb: float) -> None:
+def compare(
+    width: int, n0: int, n: int, predict_inputs: int, repeats: int, disturb: float, seconds: float = 0.5
+) -> None:
+    """Print the comparison for the CNN of ``width``: the sweep (each size for about ``seconds`` a round), the limit,
+    rs-plugin's batch report and every run's samples/s and ratios."""
     model = small_cnn(width)
     rng = np.random.default_rng(0)
     x = rng.random(SHAPE, dtype=np.float32)
     xs = rng.random((predict_inputs, *SHAPE), dtype=np.float32)
-    rates_by_size = sweep(model, x, SWEEP, SIGMA, seconds=0.5)
+    rates_by_size = sweep(model, x, SWEEP, SIGMA, seconds=seconds)
     candidates = fastest(rates_by_size, 3)
     g = SmoothedClassifier(model, 10, SIGMA, seed=0)
     if disturb:  # another CPU-bound process during the first run, while the batch size is first measured
@@ -85,7 +92,7 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
         busy.wait()
     art_best = candidates[0]
     runs = {
-        **candidate_runs(model, x, candidates, SIGMA, n0 + n),
+        **candidate_runs(model, x, candidates, SIGMA, n0 + n, noise=True),
         "rs-plugin certify": certify_run(g, x, n0, n),
         **{
             fixed_label(size): certify_run(
@@ -122,6 +129,11 @@ def compare(width: int, n0: int, n: int, predict_inputs: int, repeats: int, dist
         size = next((at_batch(s) for s in candidates if name == fixed_label(s)), None)
         own = f"{median_ratio(values, rates[size]):13.3f}" if size else ""
         print(f"  {name:32}{statistics.median(values):12,.0f}{ratio:10.3f}{own}")
+    noisy = rates[with_noise(best)]
+    print(f"  against the network with its noise drawn at batch {best} (a plain torch loop, "
+          f"{median_ratio(noisy, rates[LIMIT]):.3f} of the limit): rs-plugin certify "
+          f"{median_ratio(rates['rs-plugin certify'], noisy):.3f}, predict_many n=100 "
+          f"{median_ratio(rates['rs-plugin predict_many n=100'], noisy):.3f}")
 
 
 def fixed_label(size: int) -> str:
