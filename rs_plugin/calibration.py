@@ -2,17 +2,17 @@
 
 The fastest size depends on the network, the input, the device and how busy the machine is, and that can change
 during a run of hours, so it is never decided once at start-up. A :class:`BatchSizer` times the run's own work in
-chunks of a fraction of a second and now and then runs one chunk at twice or half the size (more rarely at four
-times or a quarter, so that a plateau one step away does not hide a faster size beyond it), comparing it with the
-chunks at the current size just before and after it (so a load that comes and goes hits both alike, and a trial
-around which those two chunks ran at different speeds, the load having changed, is not judged); it moves when
-the other size is faster by a clear margin twice in a row, or by a small margin on average over its recent trials
-(a flat peak, where the gain is smaller than the timings' jitter). Every row it times is a row the run needed, so
-measuring costs only the few chunks run at a slower size: the trials grow rarer while the current size keeps
-winning, and wait while the losing ones have cost more than 2% of the time. Results never depend on the batch
-size: each example's noise comes from its own stream (:mod:`rs_plugin.engine`). On an accelerator (a backend that
-reports its free ``device_memory``) the run starts at the largest size that memory allows instead, where a GPU is
-usually fastest, and the trials look downwards.
+chunks of a fraction of a second (a much shorter one, a request's end, measures nothing) and now and then runs one
+chunk at twice or half the size (more rarely at four times or a quarter, so that a plateau one step away does not
+hide a faster size beyond it), comparing it with the chunks at the current size just before and after it (so a load
+that comes and goes hits both alike, and a trial around which those two chunks ran at different speeds, the load
+having changed, is not judged); it moves when the other size is faster by a clear margin twice in a row, or by a
+small margin on average over its recent trials (a flat peak, where the gain is smaller than the timings' jitter).
+Every row it times is a row the run needed, so measuring costs only the few chunks run at a slower size: the trials
+grow rarer while the current size keeps winning, and wait while the losing ones have cost more than 2% of the time.
+Results never depend on the batch size: each example's noise comes from its own stream (:mod:`rs_plugin.engine`). On
+an accelerator (a backend that reports its free ``device_memory``) the run starts at the largest size that memory
+allows instead, where a GPU is usually fastest, and the trials look downwards.
 
 :func:`best_batch_size` is the one-off measurement for callers that run no long loop of their own (training's
 smoothed forward pass): the same start and candidate sizes, measured on a throwaway stream, a bounded cost.
@@ -92,6 +92,9 @@ STEPS = (1, -1, 2, -2)
 """The sizes tried, as steps from the current size (log2 of their ratio): the neighbours, twice and half the size,
 and more rarely four times and a quarter, so that a plateau or a dip one step away does not hide a faster size two
 steps away."""
+
+SHORT_CHUNK = 0.5
+"""A chunk of fewer rows than this share of a chunk at its size measures nothing (:meth:`BatchSizer.record`)."""
 
 
 def _power_of_two_at_most(n: float) -> int:
@@ -201,9 +204,11 @@ class BatchSizer:
         return self.chunk_rows(self.size)
 
     def record(self, size: int, rows: int, seconds: float) -> None:
-        """Take the time of a chunk of ``rows`` copies run in batches of ``size``. A chunk of less than one batch
-        measures nothing and is ignored."""
-        if rows < size or seconds <= 0:
+        """Take the time of a chunk of ``rows`` copies run in batches of ``size``. A chunk of less than one batch, or
+        of less than :data:`SHORT_CHUNK` of a chunk's rows at that size (a request's short end, CERTIFY's ``n0``),
+        measures nothing and is ignored: its call's fixed cost and its part-empty last batch would make that size
+        look slower than it runs (a trial that falls on one is tried again on the next chunk)."""
+        if rows < size or rows < SHORT_CHUNK * self.chunk_rows(size) or seconds <= 0:
             return
         rate = rows / seconds
         self.rates[size], self.rows, self.seconds = rate, self.rows + rows, self.seconds + seconds

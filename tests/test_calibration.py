@@ -94,6 +94,57 @@ def test_on_a_flat_peak_the_sizer_does_not_leave_for_a_slightly_slower_neighbour
     assert np.mean(speeds) > 0.99 * 10_000
 
 
+def test_a_chunk_much_shorter_than_a_chunk_measures_nothing_and_a_trial_on_one_is_tried_again() -> None:
+    """A request's short end (CERTIFY's n0 of 100 copies) is timed with its call's fixed cost and a part-empty
+    batch: it changes no rate and judges no trial, and a trial that fell on one runs again on the next chunk."""
+    sizer = BatchSizer(128)
+    sizer.record(128, 128, 0.0128)  # the first chunk: 10,000/s; a chunk is now about 0.2 s, 15 batches
+    assert sizer.chunk_rows(128) == 1920 and sizer.next_size() == 256  # the first trial: twice the size
+    assert sizer.chunk_rows(256) == 768  # a trial's chunk: about 0.1 s
+    sizer.record(256, 300, 0.03)  # a whole batch, but under half a trial's chunk
+    assert sizer.rates == {128: 10_000.0} and sizer.rows == 128 and sizer.next_size() == 256
+    sizer.record(128, 959, 0.1)  # under half a chunk at the current size: nothing either
+    assert sizer.rates == {128: 10_000.0} and sizer.rows == 128
+    sizer.record(256, 384, 0.0375)  # half a trial's chunk: taken
+    assert sizer.rates[256] == 10_240.0 and sizer.trial_rows == 384
+
+
+def certify_like(sizer: BatchSizer, rates: dict[int, float], rng: np.random.Generator, seconds: float) -> float:
+    """Run simulated certificates for ``seconds``, each n0 = 100 copies then n = 20,000, in the chunks the sizer
+    asks for: a chunk takes its batches (a part-empty last one as long as a full one) at ``10,000 * rates[size]``
+    copies/s, off by a log-normal factor of standard deviation 0.03, plus 2.5 ms for the call. Returns the rows done
+    per second."""
+    t = rows = 0.0
+    while t < seconds:
+        for need in (100, 20_000):
+            while need:
+                size = sizer.next_size()
+                chunk = min(need, sizer.chunk_rows(size))
+                batches = -(-chunk // size)
+                spent = batches * size / (10_000.0 * rates[size]) * float(np.exp(0.03 * rng.standard_normal())) + 0.0025
+                sizer.record(size, chunk, spent)
+                t, rows, need = t + spent, rows + chunk, need - chunk
+    return rows / t
+
+
+def test_short_chunks_do_not_hide_a_faster_smaller_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """64 is 3% faster than the start (128), and CERTIFY's n0 chunks run at 64 in a batch and a part-empty one: in
+    40 seeded runs of 300 s at least 36 end at 64; with short chunks measured like the others (the deliberately
+    wrong variant, the sizer before the rule), at most 32, and slower on average."""
+    rates = {16: 0.8, 32: 0.9, 64: 1.03, 128: 1.0, 256: 0.97, 512: 0.9}
+
+    def runs() -> tuple[int, float]:
+        sizers = [BatchSizer(128, max_size=512) for _ in range(40)]
+        speeds = [certify_like(sizer, rates, np.random.default_rng(seed), 300.0) for seed, sizer in enumerate(sizers)]
+        return sum(sizer.size == 64 for sizer in sizers), float(np.mean(speeds))
+
+    found, speed = runs()
+    assert found >= 36
+    monkeypatch.setattr(calibration, "SHORT_CHUNK", 0.0)
+    found_before, speed_before = runs()
+    assert found_before <= 32 and speed_before < speed
+
+
 def test_trials_measured_before_the_device_ran_out_of_memory_do_not_count_after_it() -> None:
     """Three trials of 128 against 256 were each 3% faster; then 256 runs out of memory and the size drops to 128.
     One trial of 64 against 128 at 3% faster must not move it: the earlier trials compared other sizes."""
