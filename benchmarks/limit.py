@@ -48,7 +48,9 @@ def noisy_batch(x: np.ndarray, batch: int, sigma: float) -> torch.Tensor:
     return noisy
 
 
-def forward_rate(model: nn.Module, noisy: torch.Tensor, *, samples: int = 0, seconds: float = 0.0) -> float:
+def forward_rate(
+    model: Callable[[torch.Tensor], torch.Tensor], noisy: torch.Tensor, *, samples: int = 0, seconds: float = 0.0
+) -> float:
     """Samples/s of the bare network (forward pass and argmax) on the pre-made batch ``noisy``, after one untimed
     pass: the timed passes cover at least ``samples`` samples and ``seconds`` seconds, and are at least one."""
     batch = len(noisy)
@@ -66,16 +68,14 @@ def forward_rate(model: nn.Module, noisy: torch.Tensor, *, samples: int = 0, sec
 def noisy_forward_rate(model: nn.Module, x: np.ndarray, batch: int, sigma: float, samples: int) -> float:
     """Samples/s of the network with its noise drawn: a plain torch loop (as ``loop_steps.py``'s plain steps) of
     torch's CPU Gaussian sampler, the one rs-plugin's loop uses, the add of ``x``, the forward pass and the argmax,
-    on batches of ``batch`` copies, over at least ``samples`` samples after one untimed batch. Any loop that draws
-    the same noise pays this; what a loop costs beyond it is its own."""
-    noisy, generator, clean = torch.empty(batch, *x.shape), torch.Generator().manual_seed(0), torch.from_numpy(x)
-    with torch.inference_mode():
-        model(noisy.normal_(0.0, sigma, generator=generator).add_(clean)).argmax(1)
-        done, start = 0, time.perf_counter()
-        while done < samples:
-            model(noisy.normal_(0.0, sigma, generator=generator).add_(clean)).argmax(1)
-            done += batch
-        return done / (time.perf_counter() - start)
+    on batches of ``batch`` copies, timed as :func:`forward_rate` times the bare network. Any loop that draws the
+    same noise pays this; what a loop costs beyond it is its own."""
+    generator, clean = torch.Generator().manual_seed(0), torch.from_numpy(x)
+
+    def with_its_noise(noisy: torch.Tensor) -> torch.Tensor:
+        return model(noisy.normal_(0.0, sigma, generator=generator).add_(clean))
+
+    return forward_rate(with_its_noise, torch.empty(batch, *x.shape), samples=samples)
 
 
 def with_noise(size: int) -> str:
